@@ -1,0 +1,25 @@
+"""LRP engine: rules, composites, canonisation and the cached forward pass.
+
+Knows nothing of widgets: importing it imports torch and numpy only.
+
+Examples
+--------
+>>> import torch
+>>> from torch import nn
+>>> from lrp_widgets.engine import Explainer
+>>> model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.ReLU(), nn.Flatten(), nn.Linear(8, 3))
+>>> exp = Explainer(model, "epsilon_plus").explain(torch.rand(1, 4, 4), target=0)
+>>> exp.conditional_heatmap("0", channels=[1]).shape
+torch.Size([1, 4, 4])
+"""
+from .composites import COMPOSITE_NAMES, Composite, Sum, named_composite
+from .errors import InputError, LRPError, UnsupportedLayerError
+from .explainer import DEFAULT_MAX_BYTES, Explainer, Explanation
+from .plan import SUPPORTED
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, WSquare, ZBox, ZPlus
+
+__all__ = [
+    "Explainer", "Explanation", "Composite", "named_composite", "COMPOSITE_NAMES", "Sum",
+    "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
+    "LRPError", "UnsupportedLayerError", "InputError", "SUPPORTED", "DEFAULT_MAX_BYTES",
+]

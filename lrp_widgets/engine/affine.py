@@ -1,0 +1,116 @@
+"""Linear and convolutional layers as plain functions of (input, weight, bias).
+
+Rules need two things from a layer: its forward map with *modified* parameters, and
+the adjoint (transpose) of its linear part, applied to a batch of relevance
+messages at once. :class:`AffineLayer` provides both for ``Linear``, ``Conv1d`` and
+``Conv2d``, with an optional BatchNorm folded in exactly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .errors import UnsupportedLayerError
+
+AFFINE_TYPES = (nn.Linear, nn.Conv1d, nn.Conv2d)
+BATCHNORM_TYPES = (nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _explicit_padding(module: nn.Module, name: str) -> tuple[int, ...]:
+    """Turn ``padding='same'/'valid'`` into integers; refuse what has no exact adjoint here."""
+    if module.padding_mode != "zeros":
+        raise UnsupportedLayerError(
+            f"Layer '{name}' ({type(module).__name__}) uses padding_mode="
+            f"'{module.padding_mode}'; only zero padding is supported.",
+            name, type(module).__name__)
+    pad = module.padding
+    if pad == "valid":
+        return (0,) * len(module.kernel_size)
+    if pad == "same":
+        total = [d * (k - 1) for k, d in zip(module.kernel_size, module.dilation)]
+        if any(t % 2 for t in total):
+            raise UnsupportedLayerError(
+                f"Layer '{name}' ({type(module).__name__}) uses padding='same' with an even "
+                "kernel, which pads asymmetrically; use explicit padding instead.",
+                name, type(module).__name__)
+        return tuple(t // 2 for t in total)
+    return tuple(pad)
+
+
+@dataclass
+class AffineLayer:
+    """A Linear/Conv layer of the user's model, read-only, with an optional merged BatchNorm.
+
+    Parameters are read from the module every time :meth:`parameters` is called,
+    so one plan follows a model that keeps training. Nothing is written back.
+    """
+
+    name: str
+    module: nn.Module
+    batchnorm: Optional[nn.Module] = None
+    batchnorm_name: str = ""
+    padding: tuple[int, ...] = field(default=(), init=False)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.module, (nn.Conv1d, nn.Conv2d)):
+            self.padding = _explicit_padding(self.module, self.name)
+
+    @property
+    def spatial_dims(self) -> int:
+        """0 for Linear, 1 for Conv1d, 2 for Conv2d."""
+        if isinstance(self.module, nn.Conv2d):
+            return 2
+        if isinstance(self.module, nn.Conv1d):
+            return 1
+        return 0
+
+    def parameters(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Weight and bias as used by the forward pass, BatchNorm folded in.
+
+        The fold is exact: ``y = s * (W x + b - mean) + beta`` with
+        ``s = gamma / sqrt(var + eps)`` is the same function as ``W' x + b'`` with
+        ``W' = s W`` and ``b' = s (b - mean) + beta``.
+        """
+        weight = self.module.weight.detach()
+        bias = None if self.module.bias is None else self.module.bias.detach()
+        bn = self.batchnorm
+        if bn is None:
+            return weight, bias
+        scale = torch.rsqrt(bn.running_var.detach() + bn.eps)
+        if bn.weight is not None:
+            scale = scale * bn.weight.detach()
+        shift = -bn.running_mean.detach() if bias is None else bias - bn.running_mean.detach()
+        new_bias = shift * scale
+        if bn.bias is not None:
+            new_bias = new_bias + bn.bias.detach()
+        shape = (-1,) + (1,) * (weight.dim() - 1)
+        return weight * scale.view(shape), new_bias
+
+    def apply(self, x: torch.Tensor, weight: torch.Tensor,
+              bias: Optional[torch.Tensor]) -> torch.Tensor:
+        """The layer's map with the given (possibly modified) parameters."""
+        m = self.module
+        if self.spatial_dims == 0:
+            return F.linear(x, weight, bias)
+        conv = F.conv2d if self.spatial_dims == 2 else F.conv1d
+        return conv(x, weight, bias, m.stride, self.padding, m.dilation, m.groups)
+
+    def adjoint(self, s: torch.Tensor, weight: torch.Tensor,
+                input_shape: torch.Size) -> torch.Tensor:
+        """Transpose of the linear part, for a batch of messages ``s`` of shape ``(N, *out)``.
+
+        ``input_shape`` is the layer's input shape with batch axis 1; the result has
+        shape ``(N, *input_shape[1:])``.
+        """
+        if self.spatial_dims == 0:
+            return s @ weight
+        m = self.module
+        shape = (s.shape[0],) + tuple(input_shape[1:])
+        # The same kernel autograd uses for the input gradient, without autograd's overhead.
+        return torch.ops.aten.convolution_backward(
+            s, s.new_empty(1).expand(shape), weight, None, list(m.stride), list(self.padding),
+            list(m.dilation), False, [0] * self.spatial_dims, m.groups, (True, False, False))[0]

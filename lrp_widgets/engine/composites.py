@@ -1,0 +1,139 @@
+"""Composites: which rule each layer of a model gets.
+
+A :class:`Composite` maps layer types to rules, optionally gives the first
+Linear/Conv layer (the one nearest the input) a rule of its own, and lets single
+layers be overridden by name. The named composites have Zennit's names and default
+parameters, so results can be compared with Zennit number for number.
+
+Examples
+--------
+>>> from torch import nn
+>>> from lrp_widgets.engine import Composite, Epsilon, ZPlus, Flat
+>>> c = Composite({nn.Conv2d: ZPlus(), nn.Linear: Epsilon(0.25)}, first_map={nn.Conv2d: Flat()})
+>>> c.rule_for("features.0", nn.Conv2d(3, 8, 3), first=True)
+Flat(stabilizer=1e-06)
+>>> named_composite("epsilon_plus").rule_for("fc", nn.Linear(2, 2), first=False)
+Epsilon(epsilon=1e-06, zero_bias=False)
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping, Optional, Sequence, Union
+
+import torch
+from torch import nn
+
+from .errors import InputError
+from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Rule, ZBox, ZPlus
+
+
+class Sum(nn.Module):
+    """Marker type standing for residual additions ``a + b`` in layer maps."""
+
+
+CONV_TYPES = (nn.Conv1d, nn.Conv2d)
+AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+
+TypeKey = Union[type, tuple]
+LayerMap = Union[Mapping[TypeKey, Rule], Sequence[tuple[TypeKey, Rule]]]
+
+
+def _as_pairs(layer_map: Optional[LayerMap]) -> list[tuple[TypeKey, Rule]]:
+    if layer_map is None:
+        return []
+    pairs = list(layer_map.items()) if isinstance(layer_map, Mapping) else list(layer_map)
+    for types, rule in pairs:
+        if not isinstance(rule, Rule):
+            raise TypeError(f"layer map entry for {types!r} is {rule!r}, not a Rule")
+    return pairs
+
+
+class Composite:
+    """A layer → rule assignment.
+
+    Parameters
+    ----------
+    layer_map : mapping or sequence of (type or tuple of types, Rule)
+        The first entry whose types match a layer (``isinstance``) gives its rule.
+        Average pooling and residual sums default to :class:`Norm` when not mapped.
+    first_map : same form, optional
+        Checked first for the Linear/Conv layer nearest the input.
+    name_map : mapping of dotted layer name to Rule, optional
+        Overrides both maps for the named layers.
+    stabilizer : float
+        Stabiliser of the default Norm rule on pooling and sums.
+    """
+
+    def __init__(self, layer_map: LayerMap, first_map: Optional[LayerMap] = None,
+                 name_map: Optional[Mapping[str, Rule]] = None, stabilizer: float = 1e-6,
+                 name: str = "custom") -> None:
+        self.layer_map = _as_pairs(layer_map) + [(AVGPOOL_TYPES, Norm(stabilizer)),
+                                                 (Sum, Norm(stabilizer))]
+        self.first_map = _as_pairs(first_map)
+        self.name_map = dict(name_map or {})
+        self.name = name
+
+    def rule_for(self, name: str, module: Any, first: bool) -> Optional[Rule]:
+        """The rule for a layer, or None when no entry matches.
+
+        ``module`` is the layer's module, or an instance of :class:`Sum` for additions.
+        """
+        if name in self.name_map:
+            return self.name_map[name]
+        maps = (self.first_map if first else []) + self.layer_map
+        return next((rule for types, rule in maps if isinstance(module, types)), None)
+
+    def __repr__(self) -> str:
+        return f"Composite({self.name!r})"
+
+
+COMPOSITE_NAMES = ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box",
+                   "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon")
+
+
+def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
+                    epsilon: float = 1e-6, stabilizer: float = 1e-6,
+                    gamma: float = 0.25) -> Composite:
+    """One of the named composites, with Zennit's default parameters.
+
+    Parameters
+    ----------
+    name : str
+        One of ``COMPOSITE_NAMES``.
+    input_bounds : (low, high), optional
+        Needed by ``epsilon_gamma_box`` (the ZBox rule of the first layer).
+    epsilon, stabilizer, gamma : float
+        ε of the Linear layers (and everywhere for ``"epsilon"``), the denominators'
+        stabiliser of the other rules, and γ of ``epsilon_gamma_box``.
+    """
+    linear = (nn.Linear, Epsilon(epsilon))
+    if name == "epsilon":
+        return Composite([(CONV_TYPES + (nn.Linear,), Epsilon(epsilon))], name=name,
+                         stabilizer=stabilizer)
+    if name in ("epsilon_plus", "epsilon_plus_flat"):
+        conv = (CONV_TYPES, ZPlus(stabilizer))
+    elif name in ("epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat"):
+        conv = (CONV_TYPES, AlphaBeta(2.0, 1.0, stabilizer))
+    elif name == "epsilon_gamma_box":
+        if input_bounds is None:
+            raise InputError("composite 'epsilon_gamma_box' needs input_bounds=(low, high): "
+                             "the lowest and highest values the input can take")
+        low, high = input_bounds
+        return Composite([(CONV_TYPES, Gamma(gamma, stabilizer)), linear],
+                         first_map=[(CONV_TYPES, ZBox(low, high, stabilizer))],
+                         name=name, stabilizer=stabilizer)
+    else:
+        raise InputError(f"unknown composite {name!r}; choose one of {', '.join(COMPOSITE_NAMES)} "
+                         "or pass a Composite")
+    first = [(CONV_TYPES + (nn.Linear,), Flat(stabilizer))] if name.endswith("_flat") else None
+    return Composite([conv, linear], first_map=first, name=name, stabilizer=stabilizer)
+
+
+def resolve_composite(composite: Union[str, Composite],
+                      input_bounds: Optional[tuple[Any, Any]] = None) -> Composite:
+    """Accept a name or a Composite."""
+    if isinstance(composite, Composite):
+        return composite
+    if isinstance(composite, str):
+        return named_composite(composite, input_bounds=input_bounds)
+    raise TypeError(f"composite must be a name or a Composite, not {type(composite).__name__}")
+

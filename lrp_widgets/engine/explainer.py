@@ -1,0 +1,496 @@
+"""Explainer and Explanation: LRP over one cached forward pass.
+
+``Explainer.explain`` runs the forward pass once and keeps every intermediate
+tensor. The backward pass is run lazily and resumably: asking for the relevance
+at a layer propagates from the output just far enough; asking for the heatmap
+finishes it. Each layer's propagator (modified weights, denominators) is built
+once and reused by every conditional backward pass, which starts at the chosen
+layer with the selected part of its relevance and never touches the layers above.
+"""
+from __future__ import annotations
+
+import difflib
+import time
+from typing import Any, Iterable, Optional, Sequence, Union
+
+import numpy as np
+import torch
+from torch import nn
+
+from .composites import Composite, Sum, resolve_composite
+from .errors import InputError, UnsupportedLayerError
+from .plan import Plan, build_plan
+from .steps import AffineStep, InputStep, LinearMapStep, StepPropagator, SumStep
+
+Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
+
+DEFAULT_MAX_BYTES = 512 * 2 ** 20
+
+
+class Explainer:
+    """LRP for one model and one composite.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Built from supported layers (see :data:`lrp_widgets.engine.plan.SUPPORTED`).
+        It is only read: no hooks, no merged weights, no changed flags.
+        The explanation uses evaluation semantics (Dropout off, BatchNorm with
+        running statistics) whatever mode the model is in.
+    composite : str or Composite
+        A name from :data:`COMPOSITE_NAMES` or a :class:`Composite`.
+    input_bounds : (low, high), optional
+        Input domain, needed by ``"epsilon_gamma_box"``.
+    canonize : bool
+        Merge BatchNorm into the layer before it and split residual sums in
+        proportion (default). ``False`` passes relevance through BatchNorm and
+        copies it over both summands, as uncanonised Zennit does.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from torch import nn
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> exp = Explainer(model, composite="epsilon").explain(torch.tensor([1.0, 2.0, 3.0]))
+    >>> exp.heatmap().shape, exp.layers
+    (torch.Size([3]), ['0', '1', '2'])
+    """
+
+    def __init__(self, model: nn.Module, composite: Union[str, Composite] = "epsilon_plus_flat",
+                 input_bounds: Optional[tuple[Any, Any]] = None, canonize: bool = True) -> None:
+        if not isinstance(model, nn.Module):
+            raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
+        self.model = model
+        self.composite = resolve_composite(composite, input_bounds)
+        self.input_bounds = input_bounds
+        self.canonize = canonize
+        self.plan: Plan = build_plan(model, canonize)
+        self.rules = self._assign_rules()
+
+    @property
+    def layers(self) -> list[str]:
+        """Dotted names of the layers that can be conditioned, input to output."""
+        return list(self.plan.layers)
+
+    def _assign_rules(self) -> list[Any]:
+        rules: list[Any] = []
+        for i, step in enumerate(self.plan.steps):
+            rule = None
+            if isinstance(step, AffineStep):
+                rule = self.composite.rule_for(step.name, step.module, i == self.plan.first_affine)
+                if rule is None:
+                    raise UnsupportedLayerError(
+                        f"composite {self.composite.name!r} assigns no rule to layer "
+                        f"'{step.name}' ({step.type_name})", step.name, step.type_name)
+                if not rule.affine:
+                    raise InputError(f"rule {rule!r} cannot be used on layer '{step.name}' "
+                                     f"({step.type_name}): it changes the shape")
+            elif isinstance(step, LinearMapStep):
+                rule = self.composite.rule_for(step.name, step.module, False)
+            elif isinstance(step, SumStep):
+                rule = self.composite.rule_for(step.name, Sum(), False)
+            rules.append(rule)
+        return rules
+
+    def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
+        for p in self.model.parameters():
+            if p.is_floating_point():
+                return p.device, p.dtype
+        return torch.device("cpu"), torch.get_default_dtype()
+
+    def explain(self, x: Union[torch.Tensor, np.ndarray], target: Optional[int] = None,
+                init: str = "logit") -> "Explanation":
+        """Run the forward pass once and return an :class:`Explanation`.
+
+        Parameters
+        ----------
+        x : Tensor
+            One input: ``(C,H,W)`` or ``(1,C,H,W)`` (``(F,)`` or ``(1,F)`` for dense
+            models). It is moved to the model's device and dtype.
+        target : int, optional
+            Class to explain; ``None`` means the predicted class.
+        init : {"logit", "one_hot"}
+            Relevance put on the output: the target's logit (CRP's convention) or 1.
+        """
+        device, dtype = self._device_dtype()
+        xb, batched = _check_input(x, device, dtype, self.plan.input_layout())
+        if init not in ("logit", "one_hot"):
+            raise InputError(f"init must be 'logit' or 'one_hot', not {init!r}")
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            acts, ctxs = self._forward(xb)
+        out = acts[self.plan.output]
+        if out.dim() != 2 or out.shape[0] != 1:
+            raise InputError(f"the model's output has shape {tuple(out.shape)}; lrp_widgets "
+                             "expects scores of shape (1, classes)")
+        if not torch.isfinite(out).all():
+            raise InputError("the model's output contains NaN or inf for this input")
+        target = _check_target(target, out)
+        exp = Explanation(self, xb, batched, acts, ctxs, target, init)
+        exp.timings["forward"] = time.perf_counter() - t0
+        return exp
+
+    def _forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[Any]]:
+        """Interpret the traced graph, keeping every step's output (and pooling switches)."""
+        plan = self.plan
+        acts: list[Any] = [None] * len(plan.steps)
+        ctxs: list[Any] = [None] * len(plan.steps)
+        env: dict[Any, Any] = {}
+        for node in plan.graph.nodes:
+            if node.op == "output":
+                break
+            if node.op == "get_attr":
+                env[node] = _fetch_attr(self.model, node.target)
+                continue
+            idx = plan.node_step.get(node)
+            if idx is None:                         # size/shape arithmetic
+                env[node] = _evaluate(node, env)
+                continue
+            step = plan.steps[idx]
+            if isinstance(step, InputStep):
+                acts[idx] = env[node] = x
+                continue
+            if acts[idx] is not None:               # a BatchNorm merged into its layer
+                env[node] = acts[idx]
+                continue
+            xs = [acts[i] for i in step.inputs]
+            try:
+                out, ctx = step.forward(xs, lambda: _evaluate(node, env))
+            except (RuntimeError, ValueError) as exc:
+                shapes = ", ".join(str(tuple(t.shape)) for t in xs)
+                raise InputError(f"the input does not fit the model: layer '{step.name}' "
+                                 f"({step.type_name}) failed on input of shape {shapes}: "
+                                 f"{str(exc).splitlines()[0]}") from None
+            acts[idx], ctxs[idx] = out, ctx
+            env[node] = out
+        return acts, ctxs
+
+
+class Explanation:
+    """The cached forward pass of one input, and every relevance question about it.
+
+    Created by :meth:`Explainer.explain`; see the API table in the README.
+    """
+
+    def __init__(self, explainer: Explainer, x: torch.Tensor, batched: bool,
+                 acts: list[torch.Tensor], ctxs: list[Any], target: int, init: str) -> None:
+        self.explainer = explainer
+        self.plan = explainer.plan
+        self.input = x
+        self._batched = batched
+        self._acts = acts
+        self._ctxs = ctxs
+        self.target = target
+        self.init = init
+        self.output = acts[self.plan.output][0].detach()
+        self.probabilities = torch.softmax(self.output, dim=0)
+        self.timings: dict[str, float] = {}
+        self._props: dict[int, StepPropagator] = {}
+        self._rel: list[Optional[torch.Tensor]] = [None] * len(self.plan.steps)
+        self._pending: dict[int, torch.Tensor] = {self.plan.output: self._initial_relevance()}
+        self._next = self.plan.output              # full backward has handled steps > _next
+        self.cache: dict[Any, Any] = {}            # for analysis results (per-channel maps, ...)
+
+    # -- basic members ---------------------------------------------------------------
+    @property
+    def layers(self) -> list[str]:
+        """Dotted names of the layers that can be conditioned, input to output."""
+        return list(self.plan.layers)
+
+    def _initial_relevance(self) -> torch.Tensor:
+        out = self._acts[self.plan.output]
+        r = torch.zeros_like(out)
+        r[0, self.target] = out[0, self.target] if self.init == "logit" else 1.0
+        return r
+
+    def heatmap(self) -> torch.Tensor:
+        """Input relevance, shaped like ``x`` without the batch axis."""
+        return self._full_relevance(0)[0]
+
+    def relevance(self, layer: str) -> torch.Tensor:
+        """Relevance at the output of ``layer`` (no batch axis)."""
+        return self._full_relevance(self.layer_index(layer))[0]
+
+    def activation(self, layer: str) -> torch.Tensor:
+        """Output of ``layer`` in the forward pass (no batch axis)."""
+        return self._acts[self.layer_index(layer)][0]
+
+    def channel_relevance(self, layer: str) -> torch.Tensor:
+        """Relevance at ``layer`` summed over all axes but the channel axis: ``(channels,)``."""
+        r = self.relevance(layer)
+        return r.reshape(r.shape[0], -1).sum(dim=1) if r.dim() > 1 else r.clone()
+
+    def conservation(self) -> dict[str, float]:
+        """Total relevance of every listed layer, output first, and of the input last."""
+        totals = {name: float(self.relevance(name).sum()) for name in reversed(self.layers)}
+        totals["input"] = float(self.heatmap().sum())
+        return totals
+
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """Shape of the layer's output without the batch axis."""
+        return tuple(self._acts[self.layer_index(layer)].shape[1:])
+
+    def layer_index(self, layer: str) -> int:
+        """Step index of a layer name; a clear error with suggestions for unknown names."""
+        if not isinstance(layer, str):
+            raise InputError(f"layer must be a name (str), not {type(layer).__name__}")
+        try:
+            return self.plan.index(layer)
+        except KeyError:
+            close = difflib.get_close_matches(layer, self.plan.names, n=3)
+            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
+            raise InputError(f"unknown layer {layer!r}.{hint} Layers: "
+                             f"{', '.join(self.layers)}") from None
+
+    # -- conditional heatmaps --------------------------------------------------------
+    def conditional_heatmap(self, layer: str, channels: Optional[Sequence[int]] = None,
+                            mask: Any = None) -> torch.Tensor:
+        """Input relevance caused by the selected neurons of ``layer`` only.
+
+        ``channels`` selects whole channels, ``mask`` (bool, shaped like the
+        layer's output without batch axis) single neurons; both give their
+        intersection; neither selects the whole layer. For a layer on every path
+        of the network (a cut, as in VGG) the maps of a partition of its neurons
+        add up to :meth:`heatmap`. For a layer inside a residual branch it is the
+        relevance flowing through the selected neurons (the skip path excluded).
+        """
+        sel = {"channels": channels, "mask": mask}
+        return self.conditional_heatmaps(layer, [sel])[0]
+
+    def conditional_heatmaps(self, layer: str, selections: Any,
+                             max_bytes: int = DEFAULT_MAX_BYTES) -> torch.Tensor:
+        """Conditional heatmaps of many selections at once: ``(N, *x.shape)``.
+
+        ``selections`` is a list whose items are a channel list, a boolean mask,
+        or a dict with keys ``channels`` and/or ``mask``; or a boolean tensor
+        ``(N, *layer_shape)``. The work is split into chunks so that the extra
+        memory stays under ``max_bytes``.
+        """
+        idx = self.layer_index(layer)
+        shape = tuple(self._acts[idx].shape[1:])
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        r_layer = self._full_relevance(idx)
+        x_shape = tuple(self.input.shape[1:])
+        out = r_layer.new_zeros((len(masks),) + x_shape)
+        chunk = self._chunk_size(idx, max_bytes)
+        t0 = time.perf_counter()
+        for start in range(0, len(masks), chunk):
+            stop = min(start + chunk, len(masks))
+            out[start:stop] = self._backward_from(idx, r_layer * masks.block(start, stop))
+        self.timings["conditional"] = time.perf_counter() - t0
+        return out
+
+    def _chunk_size(self, idx: int, max_bytes: int) -> int:
+        """How many selections fit in ``max_bytes``: a few live tensors of the largest
+        step below the layer, per selection."""
+        largest = max(self._acts[i].numel() for i in range(idx + 1)
+                      if isinstance(self._acts[i], torch.Tensor))
+        per_selection = 4 * largest * self._acts[idx].element_size()
+        return max(1, int(max_bytes // per_selection))
+
+    # -- the backward machinery ------------------------------------------------------
+    def _propagator(self, i: int) -> StepPropagator:
+        prop = self._props.get(i)
+        if prop is None:
+            step = self.plan.steps[i]
+            xs = [self._acts[j] for j in step.inputs]
+            with torch.no_grad():
+                prop = step.propagator(self.explainer.rules[i], xs, self._acts[i], self._ctxs[i])
+            self._props[i] = prop
+        return prop
+
+    def _full_relevance(self, idx: int) -> torch.Tensor:
+        """Relevance at step ``idx`` from the output, continuing the stored backward pass."""
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            while self._next >= idx:
+                i = self._next
+                self._next -= 1
+                r = self._pending.pop(i, None)
+                if r is None:
+                    continue
+                self._rel[i] = r
+                self._send(i, r, self._pending)
+        self.timings["backward"] = self.timings.get("backward", 0.0) + time.perf_counter() - t0
+        r = self._rel[idx]
+        if r is None:                               # no path from the output to this step
+            r = torch.zeros_like(self._acts[idx])
+            self._rel[idx] = r
+        return r
+
+    def _send(self, i: int, r: torch.Tensor, pending: dict[int, torch.Tensor]) -> None:
+        step = self.plan.steps[i]
+        if not step.inputs:
+            return
+        for j, rj in zip(step.inputs, self._propagator(i)(r)):
+            pending[j] = pending[j] + rj if j in pending else rj
+
+    def _backward_from(self, idx: int, r: torch.Tensor) -> torch.Tensor:
+        """Propagate a batch of relevances ``(N, *shape)`` at step ``idx`` to the input."""
+        pending = {idx: r}
+        with torch.no_grad():
+            for i in range(idx, 0, -1):
+                ri = pending.pop(i, None)
+                if ri is not None:
+                    self._send(i, ri, pending)
+        r_in = pending.get(0)
+        if r_in is None:
+            r_in = r.new_zeros((r.shape[0],) + tuple(self.input.shape[1:]))
+        return r_in
+
+
+# -- input checks ----------------------------------------------------------------------
+
+def _check_input(x: Any, device: torch.device, dtype: torch.dtype,
+                 expected: Optional[tuple[int, str]]) -> tuple[torch.Tensor, bool]:
+    """Validate one input; return it with a batch axis of 1, and whether it came batched.
+
+    ``expected`` is (batched number of axes, description) when the first layer
+    tells (Conv2d: 4, Conv1d: 3, Linear: 2), else None.
+    """
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"x must be a torch.Tensor or numpy array, not {type(x).__name__}")
+    if x.dtype == torch.bool or x.is_complex():
+        raise InputError(f"x must hold real numbers, not {x.dtype}")
+    if x.dim() == 0:
+        raise InputError("x must have at least one axis, got a scalar")
+    if expected is not None:
+        ndim, what = expected
+        if x.dim() not in (ndim - 1, ndim):
+            raise InputError(f"x has shape {tuple(x.shape)}, but the model's first layer {what}")
+        batched = x.dim() == ndim
+    else:
+        batched = x.dim() in (2, 4) and x.shape[0] == 1
+    if batched and x.shape[0] != 1:
+        raise InputError(f"x has shape {tuple(x.shape)}: explain one input at a time "
+                         "(a batch axis of size 1, or none)")
+    xb = (x if batched else x.unsqueeze(0)).detach().to(device=device, dtype=dtype)
+    if not torch.isfinite(xb).all():
+        bad = "NaN" if torch.isnan(xb).any() else "inf"
+        raise InputError(f"x contains {bad} values")
+    return xb, batched
+
+
+def _check_target(target: Optional[int], out: torch.Tensor) -> int:
+    n = out.shape[1]
+    if target is None:
+        return int(out[0].argmax())
+    if isinstance(target, torch.Tensor) and target.numel() == 1:
+        target = int(target)
+    if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, np.integer)):
+        raise InputError(f"target must be a class index (int), not {type(target).__name__}")
+    if not 0 <= int(target) < n:
+        raise InputError(f"target {target} is out of range: the model has {n} classes "
+                         f"(0 to {n - 1})")
+    return int(target)
+
+
+class _SelectionMasks:
+    """Turns user selections into boolean masks over one layer, block by block."""
+
+    def __init__(self, selections: Any, shape: tuple[int, ...], device: torch.device,
+                 layer: str) -> None:
+        self.shape, self.device, self.layer = shape, device, layer
+        if isinstance(selections, np.ndarray):
+            selections = torch.from_numpy(selections)
+        if isinstance(selections, torch.Tensor):
+            if tuple(selections.shape[1:]) != shape:
+                raise InputError(f"selection masks for layer '{layer}' must have shape "
+                                 f"(N, {', '.join(map(str, shape))}), got {tuple(selections.shape)}")
+            self.stack: Optional[torch.Tensor] = _as_bool(selections, layer).to(device)
+            self.items: list[Any] = []
+        else:
+            if isinstance(selections, dict) or not isinstance(selections, Iterable):
+                raise InputError("selections must be a list of selections or a boolean tensor "
+                                 "(N, *layer_shape)")
+            self.stack = None
+            self.items = [self._one(s) for s in selections]
+
+    def __len__(self) -> int:
+        return len(self.stack) if self.stack is not None else len(self.items)
+
+    def _one(self, sel: Any) -> torch.Tensor:
+        channels, mask = None, None
+        if isinstance(sel, dict):
+            unknown = set(sel) - {"channels", "mask"}
+            if unknown:
+                raise InputError(f"unknown selection keys {sorted(unknown)}; use 'channels', 'mask'")
+            channels, mask = sel.get("channels"), sel.get("mask")
+        elif isinstance(sel, (torch.Tensor, np.ndarray)) and (
+                sel.dtype in (torch.bool, np.bool_) or tuple(sel.shape) == self.shape):
+            mask = sel
+        else:
+            channels = sel
+        return _selection_mask(channels, mask, self.shape, self.device, self.layer)
+
+    def block(self, start: int, stop: int) -> torch.Tensor:
+        if self.stack is not None:
+            return self.stack[start:stop]
+        return torch.stack(self.items[start:stop])
+
+
+def _as_bool(t: torch.Tensor, layer: str) -> torch.Tensor:
+    if t.dtype == torch.bool:
+        return t
+    if t.is_floating_point() and not torch.isfinite(t).all():
+        raise InputError(f"the mask for layer '{layer}' contains NaN or inf")
+    if not ((t == 0) | (t == 1)).all():
+        raise InputError(f"the mask for layer '{layer}' must be boolean (or 0/1), "
+                         f"got values other than 0 and 1 of dtype {t.dtype}")
+    return t.bool()
+
+
+def _selection_mask(channels: Any, mask: Any, shape: tuple[int, ...], device: torch.device,
+                    layer: str) -> torch.Tensor:
+    """Boolean mask over the layer's output for channels and/or a neuron mask."""
+    sel = torch.ones(shape, dtype=torch.bool, device=device)
+    if channels is not None:
+        if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
+            channels = [int(channels)]
+        if isinstance(channels, torch.Tensor):
+            channels = channels.flatten().tolist()
+        try:
+            chans = [int(c) for c in channels]
+        except (TypeError, ValueError):
+            raise InputError(f"channels must be a list of channel indices, got {channels!r}") from None
+        n = shape[0]
+        bad = [c for c in chans if not 0 <= c < n]
+        if bad:
+            raise InputError(f"channel {bad[0]} is out of range for layer '{layer}', which has "
+                             f"{n} channels (0 to {n - 1})")
+        keep = torch.zeros(n, dtype=torch.bool, device=device)
+        keep[chans] = True
+        sel &= keep.view((n,) + (1,) * (len(shape) - 1))
+    if mask is not None:
+        if isinstance(mask, np.ndarray):
+            mask = torch.from_numpy(mask)
+        if not isinstance(mask, torch.Tensor):
+            raise InputError(f"mask must be a boolean tensor, not {type(mask).__name__}")
+        if tuple(mask.shape) != shape:
+            raise InputError(f"mask for layer '{layer}' must have shape {shape} (the layer's "
+                             f"output without batch axis), got {tuple(mask.shape)}")
+        sel &= _as_bool(mask, layer).to(device)
+    return sel
+
+
+def _evaluate(node: Any, env: dict) -> Any:
+    """Evaluate one traced node with its arguments looked up in ``env``."""
+    import torch.fx as fx
+    args = fx.node.map_arg(node.args, lambda n: env[n])
+    kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+    if node.op == "call_method":
+        obj, *rest = args
+        return getattr(obj, node.target)(*rest, **kwargs)
+    return node.target(*args, **kwargs)
+
+
+def _fetch_attr(model: nn.Module, target: str) -> Any:
+    obj: Any = model
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj.detach() if isinstance(obj, torch.Tensor) else obj
+
+
+__all__ = ["Explainer", "Explanation", "DEFAULT_MAX_BYTES"]

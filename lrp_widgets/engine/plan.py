@@ -1,0 +1,363 @@
+"""Trace a model into a plan: the ordered steps the engine runs forward and backward.
+
+The model is traced symbolically with ``torch.fx`` (no computation runs and the
+model is not modified). Every node becomes a :class:`~.steps.Step`, and anything
+the engine cannot propagate through raises :class:`UnsupportedLayerError` here,
+before any work is done. Canonisation happens on the plan, never on the model:
+a BatchNorm directly after a Linear/Conv layer is folded into that step, and
+residual additions get the proportional (Norm) rule.
+"""
+from __future__ import annotations
+
+import builtins
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional
+
+import torch
+import torch.fx as fx
+import torch.nn.functional as F
+from torch import nn
+
+from .affine import AFFINE_TYPES, BATCHNORM_TYPES, AffineLayer
+from .errors import UnsupportedLayerError
+from .steps import (AffineStep, CatStep, InputStep, LinearMapStep, MaxPoolStep, PassStep,
+                    ReshapeStep, Step, SumStep, activation_fn, batchnorm_fn, pooling_fn)
+
+ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
+IDENTITY_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
+MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
+AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+
+SUPPORTED = ("Linear, Conv1d, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, MaxPool1d/2d, "
+             "AvgPool1d/2d, AdaptiveAvgPool1d/2d, BatchNorm1d/2d after a Linear/Conv layer, "
+             "Dropout, Identity, Flatten, view/reshape/flatten, residual additions, torch.cat")
+
+_ADD = {operator.add, operator.iadd, torch.add}
+_RESHAPE_FN = {torch.flatten, torch.reshape}
+_RESHAPE_METHOD = {"view", "reshape", "flatten"}
+_IDENTITY_FN = {F.dropout, F.dropout1d, F.dropout2d}
+_IDENTITY_METHOD = {"contiguous", "clone", "detach"}
+_ACT_FN: dict[Any, Callable[..., Callable]] = {
+    torch.relu: lambda a, k: torch.relu,
+    F.relu: lambda a, k: torch.relu,
+    torch.tanh: lambda a, k: torch.tanh,
+    F.tanh: lambda a, k: torch.tanh,
+    torch.sigmoid: lambda a, k: torch.sigmoid,
+    F.sigmoid: lambda a, k: torch.sigmoid,
+    F.leaky_relu: lambda a, k: (lambda x, s=(a[1] if len(a) > 1 else k.get("negative_slope", 0.01)):
+                                F.leaky_relu(x, s)),
+}
+_ACT_METHOD = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
+_CAT = {torch.cat, torch.concat, getattr(torch, "concatenate", torch.cat)}
+_SHAPE_METHOD = {"size", "dim", "numel"}
+_SHAPE_ATTR = {"shape", "ndim", "dtype", "device"}
+
+
+@dataclass
+class Plan:
+    """The traced model: steps in execution order and how to find them by name."""
+
+    graph: fx.Graph
+    steps: list[Step]
+    node_step: dict[fx.Node, int]          # tensor-valued nodes -> step index
+    names: dict[str, int]                  # every accepted layer name -> step index
+    layers: list[str]                      # names users pick from, input to output
+    output: int = -1
+    first_affine: Optional[int] = None
+    notes: dict[str, str] = field(default_factory=dict)
+
+    def index(self, name: str) -> int:
+        return self.names[name]
+
+    def input_layout(self) -> Optional[tuple[int, str]]:
+        """Number of axes (with batch) the first consumer of the input expects, if it tells."""
+        users = [s for s in self.steps if 0 in s.inputs]
+        if len(users) != 1 or not isinstance(users[0], AffineStep):
+            return None
+        step = users[0]
+        dims = step.layer.spatial_dims
+        if dims == 0:
+            return 2, f"'{step.name}' (Linear) expects (F,) or (1, F)"
+        axes = "(C, L)" if dims == 1 else "(C, H, W)"
+        batched = "(1, C, L)" if dims == 1 else "(1, C, H, W)"
+        return dims + 2, f"'{step.name}' ({step.type_name}) expects {axes} or {batched}"
+
+
+def _qualified(obj: Any) -> str:
+    t = obj if isinstance(obj, type) else type(obj)
+    return f"{t.__module__}.{t.__qualname__}"
+
+
+def _fn_name(target: Any) -> str:
+    return getattr(target, "__name__", None) or repr(target)
+
+
+def _scope(node: fx.Node) -> str:
+    stack = node.meta.get("nn_module_stack") or {}
+    paths = [v[0] if isinstance(v, tuple) else k for k, v in stack.items()]
+    return paths[-1] if paths else ""
+
+
+def _unsupported_module(name: str, module: nn.Module) -> UnsupportedLayerError:
+    return UnsupportedLayerError(
+        f"Layer '{name}' of type {_qualified(module)} is not supported by lrp_widgets. "
+        f"Supported: {SUPPORTED}.", name, _qualified(module))
+
+
+def _unsupported_op(node: fx.Node, what: str, why: str = "") -> UnsupportedLayerError:
+    scope = _scope(node)
+    where = f" in module '{scope}'" if scope else ""
+    return UnsupportedLayerError(
+        f"Operation {what} (traced as '{node.name}'){where} is not supported by lrp_widgets"
+        f"{': ' + why if why else ''}. Supported: {SUPPORTED}.", scope or node.name, what)
+
+
+def trace(model: nn.Module) -> fx.Graph:
+    """Symbolically trace ``model``; a clear error if its forward cannot be traced."""
+    try:
+        return fx.symbolic_trace(model).graph
+    except Exception as exc:  # fx raises many types; the message is what helps the user
+        raise UnsupportedLayerError(
+            f"lrp_widgets could not trace the forward pass of {type(model).__name__}: "
+            f"{type(exc).__name__}: {exc}. Models whose forward depends on the input's values "
+            "(data-dependent control flow) are not supported.",
+            "", _qualified(model)) from None
+
+
+class _Builder:
+    """Turns fx nodes into steps (one pass over the graph, in execution order)."""
+
+    def __init__(self, model: nn.Module, canonize: bool) -> None:
+        self.model = model
+        self.canonize = canonize
+        self.steps: list[Step] = []
+        self.node_step: dict[fx.Node, int] = {}
+        self.shape_nodes: set[fx.Node] = set()
+        self.const_nodes: set[fx.Node] = set()
+        self.names: dict[str, int] = {}
+        self.calls: dict[str, int] = {}
+        self.merged: dict[int, str] = {}   # affine step -> name of the BatchNorm folded in
+
+    # -- helpers -------------------------------------------------------------------
+    def tensor_args(self, node: fx.Node) -> list[fx.Node]:
+        found: list[fx.Node] = []
+        fx.node.map_arg((node.args, node.kwargs), lambda n: found.append(n) or n)
+        for n in found:
+            if n in self.const_nodes:
+                raise _unsupported_op(node, _fn_name(node.target),
+                                      f"it uses the parameter or buffer '{n.target}' directly")
+        return [n for n in found if n in self.node_step]
+
+    def add(self, node: fx.Node, step: Step) -> None:
+        self.node_step[node] = len(self.steps)
+        self.names.setdefault(step.name, len(self.steps))
+        self.steps.append(step)
+
+    def module_name(self, target: str) -> str:
+        k = self.calls.get(target, 0)
+        self.calls[target] = k + 1
+        return target if k == 0 else f"{target}@{k}"
+
+    # -- node kinds ----------------------------------------------------------------
+    def placeholder(self, node: fx.Node) -> None:
+        if any(isinstance(s, InputStep) for s in self.steps):
+            raise UnsupportedLayerError(
+                f"the model's forward takes more than one argument ('{node.target}'); "
+                "lrp_widgets explains models with a single input tensor", node.name, "placeholder")
+        self.add(node, InputStep("input", []))
+
+    def call_module(self, node: fx.Node) -> None:
+        module = self.model.get_submodule(node.target)
+        inputs = [self.node_step[n] for n in self.tensor_args(node)]
+        if len(inputs) != 1:
+            raise _unsupported_op(node, _qualified(module), "expected one tensor argument")
+        name = self.module_name(node.target)
+        if isinstance(module, AFFINE_TYPES):
+            step: Step = AffineStep(name, inputs, AffineLayer(name, module))
+        elif isinstance(module, BATCHNORM_TYPES):
+            if self.canonize:
+                self.merge_batchnorm(node, name, module, inputs[0])
+                return
+            step = PassStep(name, inputs, module, batchnorm_fn(module), "batchnorm")
+        elif isinstance(module, ACTIVATION_TYPES):
+            step = PassStep(name, inputs, module, activation_fn(module), "activation")
+        elif isinstance(module, IDENTITY_TYPES):
+            step = PassStep(name, inputs, module, lambda x: x, "identity", listed=False)
+        elif isinstance(module, nn.Flatten):
+            step = _FlattenStep(name, inputs, module)
+        elif isinstance(module, MAXPOOL_TYPES):
+            step = MaxPoolStep(name, inputs, module)
+        elif isinstance(module, AVGPOOL_TYPES):
+            step = LinearMapStep(name, inputs, module, pooling_fn(module))
+        else:
+            raise _unsupported_module(node.target, module)
+        self.add(node, step)
+
+    def merge_batchnorm(self, node: fx.Node, name: str, bn: nn.Module, prev: int) -> None:
+        """Fold ``bn`` into the affine step feeding it, or explain why that is impossible."""
+        step = self.steps[prev]
+        prev_node = next(n for n, i in self.node_step.items() if i == prev)
+        if bn.running_mean is None or bn.running_var is None:
+            raise UnsupportedLayerError(
+                f"BatchNorm '{name}' keeps no running statistics (track_running_stats=False), "
+                "so it cannot be merged into the layer before it", name, _qualified(bn))
+        if not isinstance(step, AffineStep) or step.layer.batchnorm is not None \
+                or len(prev_node.users) != 1:
+            raise UnsupportedLayerError(
+                f"BatchNorm '{name}' ({type(bn).__name__}) cannot be merged: it must directly "
+                f"follow a Linear/Conv layer whose output nothing else uses, but it follows "
+                f"'{step.name}' ({step.type_name}). Pass canonize=False to let relevance pass "
+                "through it unchanged instead.", name, _qualified(bn))
+        step.layer.batchnorm = bn
+        step.layer.batchnorm_name = name
+        self.merged[prev] = name
+        self.node_step[node] = prev           # the BatchNorm's output is the merged output
+        self.names.setdefault(name, prev)
+
+    def call_function(self, node: fx.Node) -> None:
+        target = node.target
+        if target is builtins.getattr and len(node.args) > 1 and node.args[1] in _SHAPE_ATTR:
+            self.shape_nodes.add(node)
+            return
+        if target is builtins.len:
+            self.shape_nodes.add(node)
+            return
+        args = self.tensor_args(node)
+        if not args:                          # arithmetic on sizes and constants
+            self.shape_nodes.add(node)
+            return
+        inputs = [self.node_step[n] for n in args]
+        scope = _scope(node)
+        name = f"{scope}.{node.name}" if scope else node.name
+        fname = _fn_name(target)
+        if target in _ADD:
+            tensor_operands = [a for a in node.args[:2] if isinstance(a, fx.Node)
+                               and a in self.node_step]
+            if len(tensor_operands) != 2 or len(node.args) > 2 or node.kwargs:
+                raise _unsupported_op(node, fname, "only the sum of two tensors is supported")
+            step: Step = SumStep(name, inputs, proportional=self.canonize)
+        elif target in _RESHAPE_FN:
+            step = ReshapeStep(name, inputs)
+        elif target in _IDENTITY_FN:
+            step = PassStep(name, inputs, None, lambda x: x, "identity", listed=False)
+        elif target in _ACT_FN:
+            step = PassStep(name, inputs, None, _ACT_FN[target](node.args, node.kwargs),
+                            "activation", listed=False)
+        elif target in _CAT:
+            dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
+            step = CatStep(name, inputs, dim)
+        else:
+            raise _unsupported_op(node, f"{getattr(target, '__module__', '')}.{fname}".lstrip("."))
+        if len(inputs) != 1 and not isinstance(step, (SumStep, CatStep)):
+            raise _unsupported_op(node, fname, "expected one tensor argument")
+        self.add(node, step)
+
+    def call_method(self, node: fx.Node) -> None:
+        method = node.target
+        if method in _SHAPE_METHOD:
+            self.shape_nodes.add(node)
+            return
+        args = self.tensor_args(node)
+        if not args:
+            self.shape_nodes.add(node)
+            return
+        inputs = [self.node_step[n] for n in args]
+        scope = _scope(node)
+        name = f"{scope}.{node.name}" if scope else node.name
+        if len(inputs) != 1:
+            raise _unsupported_op(node, f"Tensor.{method}", "expected one tensor argument")
+        if method in _RESHAPE_METHOD:
+            step: Step = ReshapeStep(name, inputs)
+        elif method in _IDENTITY_METHOD:
+            step = PassStep(name, inputs, None, lambda x: x, "identity", listed=False)
+        elif method in _ACT_METHOD:
+            step = PassStep(name, inputs, None, _ACT_METHOD[method], "activation", listed=False)
+        else:
+            raise _unsupported_op(node, f"Tensor.{method}")
+        self.add(node, step)
+
+
+class _FlattenStep(ReshapeStep):
+    """nn.Flatten, evaluated functionally so that the module's hooks never fire."""
+
+    def __init__(self, name: str, inputs: list[int], module: nn.Module) -> None:
+        super().__init__(name, inputs, module)
+
+    def forward(self, xs, call):
+        m = self.module
+        return super().forward(xs, lambda: torch.flatten(xs[0], m.start_dim, m.end_dim))
+
+
+def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int]) -> dict[str, int]:
+    """Names of submodules (e.g. ResNet blocks) whose output is a single step."""
+    members: dict[str, set[fx.Node]] = {}
+    for node in graph.nodes:
+        if node not in node_step:
+            continue
+        stack = node.meta.get("nn_module_stack") or {}
+        paths = [v[0] if isinstance(v, tuple) else k for k, v in stack.items()]
+        if node.op == "call_module":
+            paths = paths[:-1]                 # the leaf module itself is no container
+        for p in paths:
+            members.setdefault(p, set()).add(node)
+    aliases: dict[str, int] = {}
+    for path, nodes in members.items():
+        if "@" in path or len(nodes) < 2:
+            continue
+        outs = {node_step[n] for n in nodes
+                if any(u not in nodes for u in n.users)}
+        if len(outs) == 1:
+            aliases[path] = outs.pop()
+    return aliases
+
+
+def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
+    """Trace ``model`` and build its plan; raises UnsupportedLayerError before any work."""
+    graph = trace(model)
+    b = _Builder(model, canonize)
+    output: Optional[int] = None
+    for node in graph.nodes:
+        if node.op == "placeholder":
+            b.placeholder(node)
+        elif node.op == "get_attr":
+            b.const_nodes.add(node)
+        elif node.op == "call_module":
+            b.call_module(node)
+        elif node.op == "call_function":
+            b.call_function(node)
+        elif node.op == "call_method":
+            b.call_method(node)
+        elif node.op == "output":
+            out = node.args[0]
+            if not isinstance(out, fx.Node) or out not in b.node_step:
+                raise UnsupportedLayerError(
+                    "the model must return a single tensor of scores; it returns "
+                    f"{type(out).__name__}", "output", "output")
+            output = b.node_step[out]
+    if output is None or not b.steps or not isinstance(b.steps[0], InputStep):
+        raise UnsupportedLayerError("the model has no input or no output", "", "")
+    aliases = _container_aliases(graph, b.node_step)
+    names = dict(b.names)
+    for alias, idx in aliases.items():
+        names.setdefault(alias, idx)
+    layers = _listed_layers(b.steps, aliases)
+    first = next((i for i, s in enumerate(b.steps) if isinstance(s, AffineStep)), None)
+    return Plan(graph, b.steps, b.node_step, names, layers, output, first)
+
+
+def _listed_layers(steps: list[Step], aliases: dict[str, int]) -> list[str]:
+    """Names offered to users: layers in execution order; a residual block's output
+    (a reused module such as ``layer1.0.relu@1``) is offered under the block's name."""
+    by_step: dict[int, str] = {}
+    for alias, idx in sorted(aliases.items(), key=lambda kv: -len(kv[0])):
+        if "@" in steps[idx].name:
+            by_step.setdefault(idx, alias)
+    out = []
+    for i, step in enumerate(steps):
+        if i in by_step:
+            out.append(by_step[i])
+        elif step.listed and "@" not in step.name and "." in step.name or (
+                step.listed and step.module is not None and "@" not in step.name):
+            out.append(step.name)
+    return out

@@ -1,0 +1,337 @@
+"""LRP rules.
+
+A rule turns a layer, its cached input ``x`` and output ``z`` into a *propagator*:
+a function from the relevance at the layer's output, batched ``(N, *out)``, to the
+relevance at its input ``(N, *in)``. All the work that does not depend on the
+relevance (modified weights, denominators) happens once, when the propagator is
+built; every later backward pass (another neuron subset, another layer) reuses it.
+
+All rules here follow the generic form
+
+    R_in = sum_k  m_k(x) * A_k^T ( R / stabilize(z_k) )
+
+with input modifiers ``m_k``, modified weights ``A_k`` and modified outputs ``z_k``.
+Their definitions (signs of inputs and weights, what happens to the bias, how the
+stabiliser is applied) follow Zennit's so results agree number for number.
+
+Examples
+--------
+>>> import torch
+>>> from lrp_widgets.engine.affine import AffineLayer
+>>> layer = AffineLayer("fc", torch.nn.Linear(2, 1, bias=False))
+>>> with torch.no_grad():
+...     layer.module.weight.copy_(torch.tensor([[1.0, 3.0]]))
+>>> x = torch.tensor([[1.0, 1.0]]); z = layer.apply(x, *layer.parameters())
+>>> Epsilon(1e-9).propagator(layer, x, z)(torch.tensor([[4.0]]))
+tensor([[1., 3.]])
+"""
+from __future__ import annotations
+
+from typing import Callable, Optional, Sequence
+
+import torch
+
+from .affine import AffineLayer
+from .stabilize import stabilize
+
+Propagator = Callable[[torch.Tensor], torch.Tensor]
+
+__all__ = ["Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare",
+           "Pass", "Norm"]
+
+
+def _pos(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.clamp(min=0)
+
+
+def _neg(t: Optional[torch.Tensor]) -> Optional[torch.Tensor]:
+    return None if t is None else t.clamp(max=0)
+
+
+class Rule:
+    """Base class. Subclasses implement :meth:`propagator` for Linear/Conv layers."""
+
+    #: whether the rule may be used on a Linear/Conv layer
+    affine = True
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        """Build the relevance map of ``layer`` for cached input ``x`` and output ``z``."""
+        raise NotImplementedError
+
+    def _params(self, layer: AffineLayer) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        weight, bias = layer.parameters()
+        if getattr(self, "zero_bias", False):
+            bias = None
+        return weight, bias
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"{type(self).__name__}({args})"
+
+    def __eq__(self, other: object) -> bool:
+        return type(self) is type(other) and repr(self) == repr(other)
+
+    def __hash__(self) -> int:
+        return hash(repr(self))
+
+
+class Epsilon(Rule):
+    """LRP-ε: ``R_i = x_i sum_j w_ji R_j / (z_j + ε sign(z_j))``.
+
+    Parameters
+    ----------
+    epsilon : float
+        Added to the denominator with the sign of each entry. Small values (1e-6)
+        only stabilise; larger values (0.25) absorb weak, contradictory relevance.
+    zero_bias : bool
+        Treat the bias as zero (the relevance it would absorb goes to the inputs).
+    """
+
+    def __init__(self, epsilon: float = 1e-6, zero_bias: bool = False) -> None:
+        self.epsilon = float(epsilon)
+        self.zero_bias = zero_bias
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        weight, bias = self._params(layer)
+        if self.zero_bias:
+            z = layer.apply(x, weight, None)
+        denom = stabilize(z, self.epsilon)
+        return lambda r: x * layer.adjoint(r / denom, weight, x.shape)
+
+
+class Norm(Epsilon):
+    """Normalise by the output and weigh by the input contribution.
+
+    On parameter-free linear operations (average pooling, residual sums) this
+    distributes relevance in proportion to each input's share of the output; on a
+    Linear/Conv layer it is LRP-ε with ``epsilon`` as a mere stabiliser.
+    """
+
+    def __init__(self, stabilizer: float = 1e-6) -> None:
+        super().__init__(epsilon=stabilizer)
+
+
+class ZPlus(Rule):
+    """LRP-z⁺: only positive contributions ``x⁺w⁺ (+ b⁺)`` and ``x⁻w⁻`` carry relevance.
+
+    Equivalent to AlphaBeta with α=1, β=0. Negative inputs are allowed: they
+    contribute through the negative weights, as in Zennit.
+    """
+
+    def __init__(self, stabilizer: float = 1e-6, zero_bias: bool = False) -> None:
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        weight, bias = self._params(layer)
+        terms = _signed_terms(x, [(_pos(weight), _neg(weight))])
+        zp = _forward_terms(layer, terms, bias=[_pos(bias)])[0]
+        denom = stabilize(zp, self.stabilizer)
+        return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
+
+
+class AlphaBeta(Rule):
+    """LRP-αβ: positive contributions weighted by α, negative ones by β (α − β = 1).
+
+    Parameters
+    ----------
+    alpha, beta : float
+        Non-negative with ``alpha - beta == 1`` (conservation).
+    """
+
+    def __init__(self, alpha: float = 2.0, beta: float = 1.0, stabilizer: float = 1e-6,
+                 zero_bias: bool = False) -> None:
+        if alpha < 0 or beta < 0:
+            raise ValueError(f"AlphaBeta needs alpha >= 0 and beta >= 0, got {alpha}, {beta}")
+        if abs(alpha - beta - 1.0) > 1e-12:
+            raise ValueError(f"AlphaBeta needs alpha - beta == 1, got {alpha} - {beta}")
+        self.alpha = float(alpha)
+        self.beta = float(beta)
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        weight, bias = self._params(layer)
+        wp, wn = _pos(weight), _neg(weight)
+        terms = _signed_terms(x, [(wp, wn), (wn, wp)])
+        zp, zn = _forward_terms(layer, terms, bias=[_pos(bias), _neg(bias)])
+        dp, dn = stabilize(zp, self.stabilizer), stabilize(zn, self.stabilizer)
+        a, b = self.alpha, self.beta
+
+        def propagate(r: torch.Tensor) -> torch.Tensor:
+            return _backward_terms(layer, terms, [a * r / dp, -b * r / dn], x.shape)
+        return propagate
+
+
+class Gamma(Rule):
+    """Generalised LRP-γ: contributions of the output's own sign are boosted by γ.
+
+    For outputs ``z_j > 0`` the weights are ``w + γ w⁺`` (applied to positive
+    inputs) and ``w + γ w⁻`` (applied to negative inputs); for ``z_j < 0`` the
+    roles swap. Relevance of outputs equal to zero is dropped.
+
+    Parameters
+    ----------
+    gamma : float
+        Boost of the sign-matching contributions (0 gives LRP-0 with stabiliser).
+    """
+
+    def __init__(self, gamma: float = 0.25, stabilizer: float = 1e-6,
+                 zero_bias: bool = False) -> None:
+        self.gamma = float(gamma)
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        weight, bias = self._params(layer)
+        g = self.gamma
+        w_up = weight + g * weight.clamp(min=0)
+        w_down = weight + g * weight.clamp(max=0)
+        b_up = None if bias is None else bias + g * bias.clamp(min=0)
+        b_down = None if bias is None else bias + g * bias.clamp(max=0)
+        up_terms = _signed_terms(x, [(w_up, w_down)])
+        down_terms = _signed_terms(x, [(w_down, w_up)])
+        positive, negative = z > 0, z < 0
+        d_up = stabilize(_forward_terms(layer, up_terms, [b_up])[0], self.stabilizer)
+        d_down: list[torch.Tensor] = []   # computed on first need: usually never
+
+        def propagate(r: torch.Tensor) -> torch.Tensor:
+            out = _backward_terms(layer, up_terms, [r / d_up * positive], x.shape)
+            r_down = r * negative
+            # Below a ReLU relevance sits only on positive outputs, so this term is
+            # exactly zero almost always; skipping it halves the cost of the rule.
+            if bool(r_down.any()):
+                if not d_down:
+                    d_down.append(stabilize(_forward_terms(layer, down_terms, [b_down])[0],
+                                            self.stabilizer))
+                out = out + _backward_terms(layer, down_terms, [r_down / d_down[0]], x.shape)
+            return out
+        return propagate
+
+
+class ZBox(Rule):
+    """LRP-z^B for the input layer, with inputs bounded by ``low <= x <= high``.
+
+    Parameters
+    ----------
+    low, high : float or Tensor
+        Bounds of the input domain, broadcastable to the input without batch
+        axis; a 1-D tensor of length C is taken per channel.
+    """
+
+    def __init__(self, low: float | torch.Tensor, high: float | torch.Tensor,
+                 stabilizer: float = 1e-6, zero_bias: bool = False) -> None:
+        self.low = low
+        self.high = high
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        weight, bias = self._params(layer)
+        low, high = _bound_like(self.low, x), _bound_like(self.high, x)
+        wp, wn = _pos(weight), _neg(weight)
+        if self.zero_bias:
+            z = layer.apply(x, weight, None)
+        z = z - (layer.apply(low, wp, _pos(bias)) + layer.apply(high, wn, _neg(bias)))
+        denom = stabilize(z, self.stabilizer)
+
+        def propagate(r: torch.Tensor) -> torch.Tensor:
+            s = r / denom
+            return x * layer.adjoint(s, weight, x.shape) - (
+                low * layer.adjoint(s, wp, x.shape) + high * layer.adjoint(s, wn, x.shape))
+        return propagate
+
+
+class Flat(Rule):
+    """Flat rule: relevance spread uniformly over each output's receptive field.
+
+    It ignores both the input values and the weights (only which connections
+    exist counts); used for the first layer to get input-independent maps.
+    """
+
+    def __init__(self, stabilizer: float = 1e-6) -> None:
+        self.stabilizer = float(stabilizer)
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        ones = torch.ones_like(layer.parameters()[0])
+        denom = stabilize(layer.apply(torch.ones_like(x), ones, None), self.stabilizer)
+        return lambda r: layer.adjoint(r / denom, ones, x.shape)
+
+
+class WSquare(Rule):
+    """w²-rule: relevance spread in proportion to the squared weights (input-independent)."""
+
+    def __init__(self, stabilizer: float = 1e-6, zero_bias: bool = False) -> None:
+        self.stabilizer = float(stabilizer)
+        self.zero_bias = zero_bias
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        weight, bias = self._params(layer)
+        w2 = weight ** 2
+        b2 = None if bias is None else bias ** 2
+        denom = stabilize(layer.apply(torch.ones_like(x), w2, b2), self.stabilizer)
+        return lambda r: layer.adjoint(r / denom, w2, x.shape)
+
+
+class Pass(Rule):
+    """Pass relevance through unchanged (for activations and other shape-preserving maps)."""
+
+    affine = False
+
+    def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
+        raise TypeError("Pass changes no shapes and cannot be used on a Linear/Conv layer")
+
+
+# --- helpers shared by the sign-splitting rules ------------------------------------
+
+Term = tuple[torch.Tensor, torch.Tensor]   # (input part, weight applied to it)
+
+
+def _signed_terms(x: torch.Tensor,
+                  weight_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[list[Term]]:
+    """For each (weight for x⁺, weight for x⁻) pair, the list of non-vanishing terms.
+
+    The x⁻ term is dropped where the input has no negative entry (after a ReLU): it
+    would contribute exact zeros, so dropping it changes no number and saves a
+    convolution per layer.
+    """
+    xp = x.clamp(min=0)
+    xn = x.clamp(max=0) if bool((x < 0).any()) else None
+    return [[(xp, w_pos)] + ([(xn, w_neg)] if xn is not None else [])
+            for w_pos, w_neg in weight_pairs]
+
+
+def _forward_terms(layer: AffineLayer, terms: list[list[Term]],
+                   bias: Sequence[Optional[torch.Tensor]]) -> list[torch.Tensor]:
+    """Outputs of each group of terms; the bias goes with the positive-input term only."""
+    outs = []
+    for group, b in zip(terms, bias):
+        total = layer.apply(group[0][0], group[0][1], b)
+        for inp, w in group[1:]:
+            total = total + layer.apply(inp, w, None)
+        outs.append(total)
+    return outs
+
+
+def _backward_terms(layer: AffineLayer, terms: list[list[Term]], messages: list[torch.Tensor],
+                    input_shape: torch.Size) -> torch.Tensor:
+    """``sum over groups g, terms (m, w) in g of  m * A_w^T(message_g)``."""
+    out: Optional[torch.Tensor] = None
+    for group, s in zip(terms, messages):
+        for inp, w in group:
+            part = inp * layer.adjoint(s, w, input_shape)
+            out = part if out is None else out + part
+    assert out is not None
+    return out
+
+
+def _bound_like(bound: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """A ZBox bound as a tensor shaped like ``x`` (batch axis 1)."""
+    t = torch.as_tensor(bound, dtype=x.dtype, device=x.device)
+    if t.dim() == 1 and x.dim() > 2 and t.numel() == x.shape[1]:
+        t = t.view((-1,) + (1,) * (x.dim() - 2))      # per-channel bounds
+    try:
+        return t.expand(x.shape[1:]).unsqueeze(0).expand(x.shape)
+    except RuntimeError:
+        raise ValueError(f"input bound of shape {tuple(t.shape)} does not broadcast to the "
+                         f"input shape {tuple(x.shape[1:])}") from None

@@ -1,0 +1,290 @@
+"""The operations a traced model is made of, each with its forward map and its LRP backward.
+
+A step computes its output from the outputs of earlier steps (``forward``) and,
+given a rule and the cached tensors of one forward pass, builds a propagator that
+maps a batch of output relevances ``(N, *out)`` to one relevance per tensor input.
+Steps never call the user's modules (which may be in-place or carry hooks): they
+use functional equivalents with the modules' parameters, read-only.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Optional, Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .affine import AffineLayer
+from .rules import Epsilon, Pass, Rule
+from .stabilize import stabilize
+
+Relevances = tuple[torch.Tensor, ...]
+StepPropagator = Callable[[torch.Tensor], Relevances]
+
+
+class Step:
+    """One tensor-valued node of the traced model.
+
+    Attributes
+    ----------
+    name : str
+        Dotted name: the module's name (``name@k`` for its k-th reuse) or, for
+        functions, the scope and the traced node's name.
+    kind : str
+        Short description used in messages and for rule lookup.
+    inputs : tuple[int, ...]
+        Indices of the steps whose outputs are this step's tensor inputs.
+    """
+
+    kind = "step"
+    #: whether users can pick this step as a layer to condition on
+    listed = True
+
+    def __init__(self, name: str, inputs: Sequence[int], module: Optional[nn.Module] = None):
+        self.name = name
+        self.inputs = tuple(inputs)
+        self.module = module
+
+    @property
+    def type_name(self) -> str:
+        return type(self.module).__name__ if self.module is not None else self.kind
+
+    def forward(self, xs: list[torch.Tensor], call: Callable[[], Any]) -> tuple[torch.Tensor, Any]:
+        """Output and a context kept for the backward pass (``call`` evaluates the traced op)."""
+        return call(), None
+
+    def propagator(self, rule: Optional[Rule], xs: list[torch.Tensor], z: torch.Tensor,
+                   ctx: Any) -> StepPropagator:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r}, inputs={self.inputs})"
+
+
+class InputStep(Step):
+    kind = "input"
+    listed = False
+
+
+class AffineStep(Step):
+    """Linear, Conv1d or Conv2d (with a BatchNorm merged in when canonised)."""
+
+    kind = "affine"
+
+    def __init__(self, name: str, inputs: Sequence[int], layer: AffineLayer):
+        super().__init__(name, inputs, layer.module)
+        self.layer = layer
+
+    def forward(self, xs, call):
+        weight, bias = self.layer.parameters()
+        return self.layer.apply(xs[0], weight, bias), None
+
+    def propagator(self, rule, xs, z, ctx):
+        prop = rule.propagator(self.layer, xs[0], z)
+        return lambda r: (prop(r),)
+
+
+class PassStep(Step):
+    """Shape-preserving maps through which relevance passes unchanged.
+
+    Activations (ReLU, LeakyReLU, Tanh, Sigmoid) get the Pass rule; Dropout and
+    Identity are identities in evaluation. A BatchNorm that was not merged
+    (``canonize=False``) is passed, as Zennit does without canonizers.
+    """
+
+    kind = "pass"
+
+    def __init__(self, name: str, inputs: Sequence[int], module: Optional[nn.Module],
+                 fn: Callable[[torch.Tensor], torch.Tensor], kind: str, listed: bool = True):
+        super().__init__(name, inputs, module)
+        self.fn = fn
+        self.kind = kind
+        self.listed = listed
+
+    def forward(self, xs, call):
+        return self.fn(xs[0]), None
+
+    def propagator(self, rule, xs, z, ctx):
+        return lambda r: (r,)
+
+
+class ReshapeStep(Step):
+    """flatten / view / reshape: relevance is reshaped back to the input's shape."""
+
+    kind = "reshape"
+    listed = False
+
+    def forward(self, xs, call):
+        out = call()
+        if out.shape[0] != xs[0].shape[0]:
+            raise ValueError(f"'{self.name}' reshapes across the batch axis "
+                             f"({tuple(xs[0].shape)} -> {tuple(out.shape)})")
+        return out, None
+
+    def propagator(self, rule, xs, z, ctx):
+        shape = tuple(xs[0].shape[1:])
+        return lambda r: (r.reshape((r.shape[0],) + shape),)
+
+
+class MaxPoolStep(Step):
+    """Max pooling: relevance goes to the winning input of each window (as the gradient)."""
+
+    kind = "maxpool"
+
+    def forward(self, xs, call):
+        m = self.module
+        pool = F.max_pool2d if isinstance(m, nn.MaxPool2d) else F.max_pool1d
+        out, idx = pool(xs[0], m.kernel_size, m.stride, m.padding, m.dilation,
+                        ceil_mode=m.ceil_mode, return_indices=True)
+        return out, idx
+
+    def propagator(self, rule, xs, z, ctx):
+        in_shape, idx = xs[0].shape, ctx.flatten(2)
+
+        def propagate(r: torch.Tensor) -> Relevances:
+            n = r.shape[0]
+            out = r.new_zeros((n, in_shape[1], in_shape[2:].numel()))
+            # scatter_add: overlapping windows may pick the same input twice.
+            out.scatter_add_(2, idx.expand(n, -1, -1), r.flatten(2))
+            return (out.view((n,) + tuple(in_shape[1:])),)
+        return propagate
+
+
+class LinearMapStep(Step):
+    """A parameter-free linear map (average pooling): Norm rule by default.
+
+    ``R_in = x * A^T(R / stabilize(z))`` with ``A`` the pooling map; its adjoint is
+    obtained from autograd on a zero input of the batch's size.
+    """
+
+    kind = "avgpool"
+
+    def __init__(self, name: str, inputs: Sequence[int], module: nn.Module,
+                 fn: Callable[[torch.Tensor], torch.Tensor]):
+        super().__init__(name, inputs, module)
+        self.fn = fn
+
+    def forward(self, xs, call):
+        return self.fn(xs[0]), None
+
+    def adjoint(self, s: torch.Tensor, in_shape: torch.Size) -> torch.Tensor:
+        if tuple(s.shape[1:]) == tuple(in_shape[1:]) and isinstance(
+                self.module, (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)):
+            return s      # adaptive pooling to the input's own size is the identity
+        with torch.enable_grad():
+            probe = s.new_zeros((s.shape[0],) + tuple(in_shape[1:]), requires_grad=True)
+            return torch.autograd.grad(self.fn(probe), probe, s)[0]
+
+    def propagator(self, rule, xs, z, ctx):
+        eps = _norm_epsilon(rule, self)
+        x, denom = xs[0], stabilize(z, eps)
+        return lambda r: (x * self.adjoint(r / denom, x.shape),)
+
+
+class SumStep(Step):
+    """Residual addition ``a + b``.
+
+    Canonised (default), relevance is split in proportion to each summand (Norm
+    rule, as Zennit's ResNet canonizer does). Without canonisation the gradient is
+    used, which copies the relevance to both summands (and so does not conserve it).
+    """
+
+    kind = "sum"
+    listed = False
+
+    def __init__(self, name: str, inputs: Sequence[int], proportional: bool = True):
+        super().__init__(name, inputs)
+        self.proportional = proportional
+
+    def forward(self, xs, call):
+        return xs[0] + xs[1], None
+
+    def propagator(self, rule, xs, z, ctx):
+        a, b = xs
+        if not self.proportional:
+            return lambda r: (_sum_to(r, a.shape), _sum_to(r, b.shape))
+        denom = stabilize(z, _norm_epsilon(rule, self))
+
+        def propagate(r: torch.Tensor) -> Relevances:
+            s = r / denom
+            return _sum_to(a * s, a.shape), _sum_to(b * s, b.shape)
+        return propagate
+
+
+class CatStep(Step):
+    """Concatenation along a non-batch axis: relevance is split back."""
+
+    kind = "cat"
+    listed = False
+
+    def __init__(self, name: str, inputs: Sequence[int], dim: int):
+        super().__init__(name, inputs)
+        self.dim = dim
+
+    def forward(self, xs, call):
+        out = call()
+        dim = self.dim % out.dim()
+        if dim == 0:
+            raise ValueError(f"'{self.name}' concatenates along the batch axis")
+        return out, dim
+
+    def propagator(self, rule, xs, z, ctx):
+        sizes = [x.shape[ctx] for x in xs]
+        return lambda r: tuple(torch.split(r, sizes, dim=ctx))
+
+
+def _sum_to(r: torch.Tensor, shape: torch.Size) -> torch.Tensor:
+    """Reduce a batched relevance over broadcast axes to ``(N, *shape[1:])``."""
+    target = (r.shape[0],) + tuple(shape[1:])
+    return r if tuple(r.shape) == target else r.sum_to_size(target)
+
+
+def _norm_epsilon(rule: Optional[Rule], step: Step) -> float:
+    if rule is None:
+        rule = Epsilon(1e-6)
+    if not isinstance(rule, Epsilon):     # Norm is an Epsilon
+        raise TypeError(f"rule {rule!r} cannot be used on '{step.name}' ({step.type_name}): "
+                        "parameter-free layers take Norm or Epsilon")
+    return rule.epsilon
+
+
+def activation_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """A never-in-place functional version of a supported activation module."""
+    if isinstance(module, nn.ReLU):
+        return torch.relu
+    if isinstance(module, nn.LeakyReLU):
+        slope = module.negative_slope
+        return lambda x: F.leaky_relu(x, slope)
+    if isinstance(module, nn.Tanh):
+        return torch.tanh
+    if isinstance(module, nn.Sigmoid):
+        return torch.sigmoid
+    raise TypeError(type(module))
+
+
+def pooling_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Functional version of a supported average-pooling module."""
+    m = module
+    if isinstance(m, nn.AvgPool2d):
+        return lambda x: F.avg_pool2d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                      m.count_include_pad, m.divisor_override)
+    if isinstance(m, nn.AvgPool1d):
+        return lambda x: F.avg_pool1d(x, m.kernel_size, m.stride, m.padding, m.ceil_mode,
+                                      m.count_include_pad)
+    if isinstance(m, nn.AdaptiveAvgPool2d):
+        return lambda x: F.adaptive_avg_pool2d(x, m.output_size)
+    if isinstance(m, nn.AdaptiveAvgPool1d):
+        return lambda x: F.adaptive_avg_pool1d(x, m.output_size)
+    raise TypeError(type(module))
+
+
+def batchnorm_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
+    """Evaluation-mode BatchNorm (running statistics), whatever the module's mode."""
+    m = module
+    return lambda x: F.batch_norm(x, m.running_mean, m.running_var, m.weight, m.bias,
+                                  False, 0.0, m.eps)
+
+
+__all__ = ["Step", "InputStep", "AffineStep", "PassStep", "ReshapeStep", "MaxPoolStep",
+           "LinearMapStep", "SumStep", "CatStep", "activation_fn", "pooling_fn",
+           "batchnorm_fn", "Pass"]
