@@ -61,3 +61,31 @@ def zennit_heatmap(model: nn.Module, x: torch.Tensor, target: int, composite: st
         exact_batchnorm(model)
         _, rel = attributor(x.clone().requires_grad_(), attr_output)
     return rel[0].detach()
+
+
+def merged_copy(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every BatchNorm folded exactly into the conv before it.
+
+    Used where a reference tool (zennit-crp) applies Zennit's inexact merge itself.
+    Pairs are found by name: ``convN``/``bnN`` attributes (ResNet), or consecutive
+    children of a Sequential; each BatchNorm is replaced by an Identity.
+    """
+    import copy
+    model = copy.deepcopy(model)
+
+    def fold(conv: nn.Module, bn: nn.Module) -> None:
+        scale = bn.weight.detach() / torch.sqrt(bn.running_var + bn.eps)
+        with torch.no_grad():
+            bias = conv.bias if conv.bias is not None else torch.zeros_like(bn.running_mean)
+            new_bias = (bias - bn.running_mean) * scale + bn.bias
+            conv.weight.mul_(scale.view((-1,) + (1,) * (conv.weight.dim() - 1)))
+            conv.bias = nn.Parameter(new_bias)
+
+    for parent in list(model.modules()):
+        children = list(parent.named_children())
+        for (name_a, a), (name_b, b) in zip(children, children[1:]):
+            if isinstance(b, nn.modules.batchnorm._BatchNorm) and isinstance(
+                    a, (nn.Conv1d, nn.Conv2d, nn.Linear)):
+                fold(a, b)
+                setattr(parent, name_b, nn.Identity())
+    return model

@@ -1,0 +1,45 @@
+"""Small array helpers shared by the render modules (numpy only)."""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+
+def to_numpy(x: Any) -> np.ndarray:
+    """Return ``x`` as a numpy array, accepting torch tensors without importing torch.
+
+    Anything with ``detach``/``cpu``/``numpy`` methods (a torch tensor) is detached and
+    copied to host memory; everything else goes through :func:`numpy.asarray`.
+
+    Examples
+    --------
+    >>> to_numpy([1, 2]).tolist()
+    [1, 2]
+    """
+    # Duck typing keeps `import torch` out of the render package.
+    if all(hasattr(x, m) for m in ("detach", "cpu", "numpy")):
+        return x.detach().cpu().numpy()
+    return np.asarray(x)
+
+
+def check_finite(a: np.ndarray, what: str) -> None:
+    """Raise ValueError if ``a`` holds NaN or infinite values (they have no colour)."""
+    if a.dtype.kind in "fc" and not np.isfinite(a).all():
+        raise ValueError(f"{what} contains NaN or infinite values")
+
+
+def as_rgba_color(color: Any) -> np.ndarray:
+    """An RGB or RGBA colour (ints 0..255) as a uint8 array of length 4 (alpha 255 if absent).
+
+    Examples
+    --------
+    >>> as_rgba_color((255, 0, 0)).tolist()
+    [255, 0, 0, 255]
+    """
+    c = np.asarray(color)
+    if c.shape not in ((3,), (4,)):
+        raise ValueError(f"a colour must be 3 or 4 values (RGB or RGBA), got shape {c.shape}")
+    if c.shape == (3,):
+        c = np.append(c, 255)
+    return np.clip(np.rint(c), 0, 255).astype(np.uint8)

@@ -1,0 +1,178 @@
+"""Every rule against a plain, matrix-form reference (float64).
+
+The reference writes a layer as an explicit matrix ``M`` (built by applying the
+layer's forward map to basis vectors) and computes the classic contribution form
+``R_i = sum_j c_ji R_j / stabilize(z_j)`` entry by entry. It shares no code with the
+rules' adjoint-based implementation.
+"""
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from lrp_widgets.engine.affine import AffineLayer
+from lrp_widgets.engine.rules import (AlphaBeta, Epsilon, Flat, Gamma, Norm, WSquare, ZBox,
+                                      ZPlus)
+
+EPS = 1e-6
+
+
+def _stab(z, eps):
+    return z + eps * (2.0 * (z >= 0).double() - 1.0)
+
+
+def layer_and_input(kind: str, bias: bool, nonneg: bool, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    torch.manual_seed(seed)
+    if kind == "linear":
+        module, shape = nn.Linear(6, 4, bias=bias), (1, 6)
+    elif kind == "conv1d":
+        module, shape = nn.Conv1d(2, 3, 3, stride=2, padding=1, bias=bias), (1, 2, 7)
+    elif kind == "conv2d":
+        module, shape = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=bias), (1, 2, 5, 5)
+    else:  # grouped, dilated conv
+        module, shape = nn.Conv2d(4, 2, 2, dilation=2, groups=2, bias=bias), (1, 4, 5, 4)
+    module = module.double()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.copy_(torch.randn(p.shape, generator=g, dtype=torch.float64))
+    x = torch.randn(shape, generator=g, dtype=torch.float64)
+    if nonneg:
+        x = x.clamp(min=0)
+    return AffineLayer("layer", module), x
+
+
+def matrix(layer: AffineLayer, weight, in_shape):
+    """The linear part of the layer as a dense (out, in) matrix."""
+    n_in = int(torch.tensor(in_shape[1:]).prod())
+    basis = torch.eye(n_in, dtype=torch.float64).view((n_in,) + tuple(in_shape[1:]))
+    return layer.apply(basis, weight, None).reshape(n_in, -1).T
+
+
+def bias_vector(layer: AffineLayer, bias, out_shape):
+    if bias is None:
+        return torch.zeros(int(torch.tensor(out_shape[1:]).prod()), dtype=torch.float64)
+    per_channel = bias.view((-1,) + (1,) * (len(out_shape) - 2))
+    return per_channel.expand(out_shape[1:]).reshape(-1)
+
+
+def reference(rule, layer: AffineLayer, x: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
+    """Contribution-matrix LRP for one layer; ``r`` is (N, *out)."""
+    w, b = layer.parameters()
+    if getattr(rule, "zero_bias", False):
+        b = None
+    out_shape = layer.apply(x, w, b).shape
+    xv = x.reshape(-1)
+    xp, xn = xv.clamp(min=0), xv.clamp(max=0)
+    m = matrix(layer, w, x.shape)
+    mp, mn = m.clamp(min=0), m.clamp(max=0)
+    bv = bias_vector(layer, b, out_shape)
+    bp, bn = bv.clamp(min=0), bv.clamp(max=0)
+    rv = r.reshape(r.shape[0], -1)
+
+    def distribute(c, z, eps):          # c: (J, I) contributions, z: (J,)
+        return rv / _stab(z, eps) @ c
+
+    if isinstance(rule, Epsilon):       # includes Norm
+        c = m * xv
+        out = distribute(c, c.sum(1) + bv, rule.epsilon)
+    elif isinstance(rule, ZPlus):
+        c = mp * xp + mn * xn
+        out = distribute(c, c.sum(1) + bp, rule.stabilizer)
+    elif isinstance(rule, AlphaBeta):
+        cp, cn = mp * xp + mn * xn, mn * xp + mp * xn
+        out = rule.alpha * distribute(cp, cp.sum(1) + bp, rule.stabilizer) \
+            - rule.beta * distribute(cn, cn.sum(1) + bn, rule.stabilizer)
+    elif isinstance(rule, Gamma):
+        g = rule.gamma
+        # the sign of the layer's true output (bias included) picks the half of the rule
+        z = m @ xv + bias_vector(layer, layer.parameters()[1], out_shape)
+        up, down = m + g * mp, m + g * mn
+        c_pos = up * xp + down * xn
+        c_neg = down * xp + up * xn
+        s_pos = (z > 0).double() * rv / _stab(c_pos.sum(1) + bv + g * bp, rule.stabilizer)
+        s_neg = (z < 0).double() * rv / _stab(c_neg.sum(1) + bv + g * bn, rule.stabilizer)
+        out = s_pos @ c_pos + s_neg @ c_neg
+    elif isinstance(rule, ZBox):
+        low = torch.as_tensor(rule.low, dtype=torch.float64).expand(x.shape).reshape(-1)
+        high = torch.as_tensor(rule.high, dtype=torch.float64).expand(x.shape).reshape(-1)
+        c = m * xv - mp * low - mn * high
+        out = distribute(c, c.sum(1), rule.stabilizer)
+    elif isinstance(rule, Flat):
+        c = matrix(layer, torch.ones_like(w), x.shape)
+        out = distribute(c, c.sum(1), rule.stabilizer)
+    elif isinstance(rule, WSquare):
+        c = matrix(layer, w ** 2, x.shape)
+        b2 = bias_vector(layer, None if b is None else b ** 2, out_shape)
+        out = distribute(c, c.sum(1) + b2, rule.stabilizer)
+    else:
+        raise AssertionError(rule)
+    return out.reshape((r.shape[0],) + tuple(x.shape[1:]))
+
+
+RULES = [
+    Epsilon(EPS), Epsilon(0.25), Epsilon(1e-3, zero_bias=True), Norm(),
+    Gamma(0.25), Gamma(0.5), Gamma(0.25, zero_bias=True),
+    AlphaBeta(2.0, 1.0), AlphaBeta(1.0, 0.0),
+    ZPlus(), ZPlus(zero_bias=True),
+    ZBox(-2.5, 2.5), ZBox(-3.0, 1.5),
+    Flat(), WSquare(), WSquare(zero_bias=True),
+]
+
+
+@pytest.mark.parametrize("rule", RULES, ids=repr)
+@pytest.mark.parametrize("kind", ["linear", "conv1d", "conv2d", "conv2d_grouped"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("nonneg", [False, True], ids=["signed_x", "nonneg_x"])
+def test_rule_matches_matrix_reference(rule, kind, bias, nonneg):
+    layer, x = layer_and_input(kind, bias, nonneg)
+    z = layer.apply(x, *layer.parameters())
+    g = torch.Generator().manual_seed(3)
+    r = torch.randn((3,) + tuple(z.shape[1:]), generator=g, dtype=torch.float64)
+    if isinstance(rule, Gamma):
+        # also relevance on negative outputs, so that both halves of the rule run
+        r = r * (z != 0)
+    ours = rule.propagator(layer, x, z)(r)
+    ref = reference(rule, layer, x, r)
+    assert ours.shape == ref.shape
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_per_channel_box_bounds():
+    layer, x = layer_and_input("conv2d", True, False)
+    low, high = torch.tensor([-2.0, -3.0]), torch.tensor([2.0, 1.0])
+    z = layer.apply(x, *layer.parameters())
+    r = torch.randn((2,) + tuple(z.shape[1:]), dtype=torch.float64)
+    ours = ZBox(low, high).propagator(layer, x, z)(r)
+    ref = reference(ZBox(low.view(2, 1, 1), high.view(2, 1, 1)), layer, x, r)
+    torch.testing.assert_close(ours, ref, rtol=1e-10, atol=1e-12)
+
+
+def test_epsilon_hand_computed():
+    # z = 1*1 + 3*1 = 4; relevance 4 splits 1:3 (epsilon negligible)
+    layer = AffineLayer("fc", nn.Linear(2, 1, bias=False).double())
+    with torch.no_grad():
+        layer.module.weight.copy_(torch.tensor([[1.0, 3.0]]))
+    x = torch.tensor([[1.0, 1.0]], dtype=torch.float64)
+    out = Epsilon(1e-12).propagator(layer, x, layer.apply(x, *layer.parameters()))(
+        torch.tensor([[4.0]], dtype=torch.float64))
+    torch.testing.assert_close(out, torch.tensor([[1.0, 3.0]], dtype=torch.float64))
+
+
+def test_large_epsilon_absorbs_relevance():
+    layer, x = layer_and_input("linear", False, True)
+    z = layer.apply(x, *layer.parameters())
+    r = torch.ones((1,) + tuple(z.shape[1:]), dtype=torch.float64)
+    small = Epsilon(1e-9).propagator(layer, x, z)(r).sum()
+    large = Epsilon(10.0).propagator(layer, x, z)(r).sum()
+    # bias-free: a small epsilon conserves, a large one absorbs
+    torch.testing.assert_close(small, r.sum(), rtol=1e-6, atol=0)
+    assert abs(large) < abs(small)
+
+
+def test_alpha_beta_validates_parameters():
+    with pytest.raises(ValueError, match="alpha - beta"):
+        AlphaBeta(2.0, 2.0)
+    with pytest.raises(ValueError, match=">= 0"):
+        AlphaBeta(-1.0, -2.0)
