@@ -8,7 +8,7 @@ messages at once. :class:`AffineLayer` provides both for ``Linear``, ``Conv1d`` 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -54,6 +54,7 @@ class AffineLayer:
     batchnorm: Optional[nn.Module] = None
     batchnorm_name: str = ""
     padding: tuple[int, ...] = field(default=(), init=False)
+    _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
         if isinstance(self.module, (nn.Conv1d, nn.Conv2d)):
@@ -68,8 +69,33 @@ class AffineLayer:
             return 1
         return 0
 
+    def _version_key(self) -> tuple:
+        """Identifies the current parameter values: changes when any is replaced,
+        moved, converted or modified in place (optimizer steps bump ``_version``)."""
+        tensors: list[Any] = [self.module.weight, self.module.bias]
+        bn = self.batchnorm
+        if bn is not None:
+            tensors += [bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps]
+        return tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device)
+                     if isinstance(t, torch.Tensor) else t for t in tensors)
+
+    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+        """A value derived from the parameters (e.g. clamped weights), computed once
+        per parameter state and reused by later explanations."""
+        version = self._version_key()
+        hit = self._cache.get(key)
+        if hit is not None and hit[0] == version:
+            return hit[1]
+        value = compute()
+        self._cache[key] = (version, value)
+        return value
+
     def parameters(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
-        """Weight and bias as used by the forward pass, BatchNorm folded in.
+        """Weight and bias as used by the forward pass, BatchNorm folded in (cached)."""
+        return self.cached("parameters", self._merged_parameters)
+
+    def _merged_parameters(self) -> tuple[torch.Tensor, Optional[torch.Tensor]]:
+        """Weight and bias with the BatchNorm folded in.
 
         The fold is exact: ``y = s * (W x + b - mean) + beta`` with
         ``s = gamma / sqrt(var + eps)`` is the same function as ``W' x + b'`` with

@@ -281,11 +281,16 @@ class Explanation:
         return out
 
     def _chunk_size(self, idx: int, max_bytes: int) -> int:
-        """How many selections fit in ``max_bytes``: a few live tensors of the largest
-        step below the layer, per selection."""
+        """How many selections fit in ``max_bytes``.
+
+        A backward step holds three tensors of its size per selection (the incoming
+        relevance, the normalised message, the adjoint's result) and the convolution
+        kernels reorder their operands into blocked layouts on top; measured peaks
+        stay under seven tensors of the largest step below the layer, so we count seven.
+        """
         largest = max(self._acts[i].numel() for i in range(idx + 1)
                       if isinstance(self._acts[i], torch.Tensor))
-        per_selection = 4 * largest * self._acts[idx].element_size()
+        per_selection = 7 * largest * self._acts[idx].element_size()
         return max(1, int(max_bytes // per_selection))
 
     # -- the backward machinery ------------------------------------------------------
@@ -388,7 +393,12 @@ def _check_target(target: Optional[int], out: torch.Tensor) -> int:
 
 
 class _SelectionMasks:
-    """Turns user selections into boolean masks over one layer, block by block."""
+    """Turns user selections into boolean masks over one layer, block by block.
+
+    Selections are validated up front but expanded only per block, and a block of
+    channel-only selections stays ``(n, C, 1, ...)``: 64 masks over a large early
+    layer would otherwise cost more memory than the backward pass itself.
+    """
 
     def __init__(self, selections: Any, shape: tuple[int, ...], device: torch.device,
                  layer: str) -> None:
@@ -400,7 +410,7 @@ class _SelectionMasks:
                 raise InputError(f"selection masks for layer '{layer}' must have shape "
                                  f"(N, {', '.join(map(str, shape))}), got {tuple(selections.shape)}")
             self.stack: Optional[torch.Tensor] = _as_bool(selections, layer).to(device)
-            self.items: list[Any] = []
+            self.items: list[tuple[Optional[torch.Tensor], Optional[torch.Tensor]]] = []
         else:
             if isinstance(selections, dict) or not isinstance(selections, Iterable):
                 raise InputError("selections must be a list of selections or a boolean tensor "
@@ -411,7 +421,7 @@ class _SelectionMasks:
     def __len__(self) -> int:
         return len(self.stack) if self.stack is not None else len(self.items)
 
-    def _one(self, sel: Any) -> torch.Tensor:
+    def _one(self, sel: Any) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
         channels, mask = None, None
         if isinstance(sel, dict):
             unknown = set(sel) - {"channels", "mask"}
@@ -423,12 +433,26 @@ class _SelectionMasks:
             mask = sel
         else:
             channels = sel
-        return _selection_mask(channels, mask, self.shape, self.device, self.layer)
+        return (_channel_vector(channels, self.shape[0], self.device, self.layer),
+                _neuron_mask(mask, self.shape, self.device, self.layer))
 
     def block(self, start: int, stop: int) -> torch.Tensor:
+        """Masks of selections ``start:stop``, broadcastable to ``(n, *shape)``."""
         if self.stack is not None:
             return self.stack[start:stop]
-        return torch.stack(self.items[start:stop])
+        items = self.items[start:stop]
+        ones = (1,) * (len(self.shape) - 1)
+        if all(m is None for _, m in items):
+            chans = [c if c is not None else torch.ones(self.shape[0], dtype=torch.bool,
+                                                         device=self.device) for c, _ in items]
+            return torch.stack(chans).view((len(items), self.shape[0]) + ones)
+        out = torch.ones((len(items),) + self.shape, dtype=torch.bool, device=self.device)
+        for k, (chan, mask) in enumerate(items):
+            if chan is not None:
+                out[k] &= chan.view((self.shape[0],) + ones)
+            if mask is not None:
+                out[k] &= mask
+        return out
 
 
 def _as_bool(t: torch.Tensor, layer: str) -> torch.Tensor:
@@ -442,37 +466,41 @@ def _as_bool(t: torch.Tensor, layer: str) -> torch.Tensor:
     return t.bool()
 
 
-def _selection_mask(channels: Any, mask: Any, shape: tuple[int, ...], device: torch.device,
-                    layer: str) -> torch.Tensor:
-    """Boolean mask over the layer's output for channels and/or a neuron mask."""
-    sel = torch.ones(shape, dtype=torch.bool, device=device)
-    if channels is not None:
-        if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-            channels = [int(channels)]
-        if isinstance(channels, torch.Tensor):
-            channels = channels.flatten().tolist()
-        try:
-            chans = [int(c) for c in channels]
-        except (TypeError, ValueError):
-            raise InputError(f"channels must be a list of channel indices, got {channels!r}") from None
-        n = shape[0]
-        bad = [c for c in chans if not 0 <= c < n]
-        if bad:
-            raise InputError(f"channel {bad[0]} is out of range for layer '{layer}', which has "
-                             f"{n} channels (0 to {n - 1})")
-        keep = torch.zeros(n, dtype=torch.bool, device=device)
-        keep[chans] = True
-        sel &= keep.view((n,) + (1,) * (len(shape) - 1))
-    if mask is not None:
-        if isinstance(mask, np.ndarray):
-            mask = torch.from_numpy(mask)
-        if not isinstance(mask, torch.Tensor):
-            raise InputError(f"mask must be a boolean tensor, not {type(mask).__name__}")
-        if tuple(mask.shape) != shape:
-            raise InputError(f"mask for layer '{layer}' must have shape {shape} (the layer's "
-                             f"output without batch axis), got {tuple(mask.shape)}")
-        sel &= _as_bool(mask, layer).to(device)
-    return sel
+def _channel_vector(channels: Any, n: int, device: torch.device,
+                    layer: str) -> Optional[torch.Tensor]:
+    """Boolean ``(n,)`` vector of the selected channels, or None for all."""
+    if channels is None:
+        return None
+    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
+        channels = [int(channels)]
+    if isinstance(channels, (torch.Tensor, np.ndarray)):
+        channels = channels.flatten().tolist()
+    try:
+        chans = [int(c) for c in channels]
+    except (TypeError, ValueError):
+        raise InputError(f"channels must be a list of channel indices, got {channels!r}") from None
+    bad = [c for c in chans if not 0 <= c < n]
+    if bad:
+        raise InputError(f"channel {bad[0]} is out of range for layer '{layer}', which has "
+                         f"{n} channels (0 to {n - 1})")
+    keep = torch.zeros(n, dtype=torch.bool, device=device)
+    keep[chans] = True
+    return keep
+
+
+def _neuron_mask(mask: Any, shape: tuple[int, ...], device: torch.device,
+                 layer: str) -> Optional[torch.Tensor]:
+    """A validated boolean mask over the layer's output, or None."""
+    if mask is None:
+        return None
+    if isinstance(mask, np.ndarray):
+        mask = torch.from_numpy(mask)
+    if not isinstance(mask, torch.Tensor):
+        raise InputError(f"mask must be a boolean tensor, not {type(mask).__name__}")
+    if tuple(mask.shape) != shape:
+        raise InputError(f"mask for layer '{layer}' must have shape {shape} (the layer's "
+                         f"output without batch axis), got {tuple(mask.shape)}")
+    return _as_bool(mask, layer).to(device)
 
 
 def _evaluate(node: Any, env: dict) -> Any:

@@ -27,7 +27,7 @@ tensor([[1., 3.]])
 """
 from __future__ import annotations
 
-from typing import Callable, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 
@@ -96,7 +96,8 @@ class Epsilon(Rule):
         if self.zero_bias:
             z = layer.apply(x, weight, None)
         denom = stabilize(z, self.epsilon)
-        return lambda r: x * layer.adjoint(r / denom, weight, x.shape)
+        # the adjoint's result is a fresh tensor: multiplying in place saves a buffer
+        return lambda r: layer.adjoint(r / denom, weight, x.shape).mul_(x)
 
 
 class Norm(Epsilon):
@@ -124,7 +125,8 @@ class ZPlus(Rule):
 
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
-        terms = _signed_terms(x, [(_pos(weight), _neg(weight))])
+        wp = layer.cached("positive", lambda: _pos(weight))
+        terms = _signed_terms(x, [(wp, lambda: layer.cached("negative", lambda: _neg(weight)))])
         zp = _forward_terms(layer, terms, bias=[_pos(bias)])[0]
         denom = stabilize(zp, self.stabilizer)
         return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
@@ -152,7 +154,8 @@ class AlphaBeta(Rule):
 
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
-        wp, wn = _pos(weight), _neg(weight)
+        wp = layer.cached("positive", lambda: _pos(weight))
+        wn = layer.cached("negative", lambda: _neg(weight))
         terms = _signed_terms(x, [(wp, wn), (wn, wp)])
         zp, zn = _forward_terms(layer, terms, bias=[_pos(bias), _neg(bias)])
         dp, dn = stabilize(zp, self.stabilizer), stabilize(zn, self.stabilizer)
@@ -185,8 +188,8 @@ class Gamma(Rule):
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
         g = self.gamma
-        w_up = weight + g * weight.clamp(min=0)
-        w_down = weight + g * weight.clamp(max=0)
+        w_up, w_down = layer.cached(("gamma", g), lambda: (weight + g * weight.clamp(min=0),
+                                                           weight + g * weight.clamp(max=0)))
         b_up = None if bias is None else bias + g * bias.clamp(min=0)
         b_down = None if bias is None else bias + g * bias.clamp(max=0)
         up_terms = _signed_terms(x, [(w_up, w_down)])
@@ -229,7 +232,8 @@ class ZBox(Rule):
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
         low, high = _bound_like(self.low, x), _bound_like(self.high, x)
-        wp, wn = _pos(weight), _neg(weight)
+        wp = layer.cached("positive", lambda: _pos(weight))
+        wn = layer.cached("negative", lambda: _neg(weight))
         if self.zero_bias:
             z = layer.apply(x, weight, None)
         z = z - (layer.apply(low, wp, _pos(bias)) + layer.apply(high, wn, _neg(bias)))
@@ -237,8 +241,8 @@ class ZBox(Rule):
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
             s = r / denom
-            return x * layer.adjoint(s, weight, x.shape) - (
-                low * layer.adjoint(s, wp, x.shape) + high * layer.adjoint(s, wn, x.shape))
+            return layer.adjoint(s, weight, x.shape).mul_(x) - (
+                layer.adjoint(s, wp, x.shape).mul_(low) + layer.adjoint(s, wn, x.shape).mul_(high))
         return propagate
 
 
@@ -287,18 +291,21 @@ class Pass(Rule):
 Term = tuple[torch.Tensor, torch.Tensor]   # (input part, weight applied to it)
 
 
-def _signed_terms(x: torch.Tensor,
-                  weight_pairs: Sequence[tuple[torch.Tensor, torch.Tensor]]) -> list[list[Term]]:
+def _signed_terms(x: torch.Tensor, weight_pairs: Sequence[tuple[torch.Tensor, Any]]
+                  ) -> list[list[Term]]:
     """For each (weight for x⁺, weight for x⁻) pair, the list of non-vanishing terms.
 
     The x⁻ term is dropped where the input has no negative entry (after a ReLU): it
     would contribute exact zeros, so dropping it changes no number and saves a
-    convolution per layer.
+    convolution per layer. The x⁻ weight may be given as a callable, then it is
+    only computed (and kept) when needed.
     """
-    xp = x.clamp(min=0)
-    xn = x.clamp(max=0) if bool((x < 0).any()) else None
-    return [[(xp, w_pos)] + ([(xn, w_neg)] if xn is not None else [])
-            for w_pos, w_neg in weight_pairs]
+    if bool((x < 0).any()):
+        xp, xn = x.clamp(min=0), x.clamp(max=0)
+    else:
+        xp, xn = x, None            # no copy needed: x equals its positive part
+    return [[(xp, w_pos)] + ([(xn, w_neg() if callable(w_neg) else w_neg)] if xn is not None
+                             else []) for w_pos, w_neg in weight_pairs]
 
 
 def _forward_terms(layer: AffineLayer, terms: list[list[Term]],
@@ -319,7 +326,7 @@ def _backward_terms(layer: AffineLayer, terms: list[list[Term]], messages: list[
     out: Optional[torch.Tensor] = None
     for group, s in zip(terms, messages):
         for inp, w in group:
-            part = inp * layer.adjoint(s, w, input_shape)
+            part = layer.adjoint(s, w, input_shape).mul_(inp)
             out = part if out is None else out + part
     assert out is not None
     return out

@@ -178,7 +178,7 @@ class LinearMapStep(Step):
     def propagator(self, rule, xs, z, ctx):
         eps = _norm_epsilon(rule, self)
         x, denom = xs[0], stabilize(z, eps)
-        return lambda r: (x * self.adjoint(r / denom, x.shape),)
+        return lambda r: (x * self.adjoint(r / denom, x.shape),)   # adjoint may return its input
 
 
 class SumStep(Step):

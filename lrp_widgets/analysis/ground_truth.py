@@ -1,0 +1,190 @@
+"""Scores of a heatmap against pixel-level ground truth.
+
+Heatmaps are judged as 2-D maps: a ``(C, H, W)`` heatmap is first summed over
+its colour axis. Every function takes torch tensors or numpy arrays.
+
+Shapes (``mask`` is the ground truth; its number of axes decides):
+
+========================  ==================  =================================
+heatmap                   mask                result
+========================  ==================  =================================
+``(H, W)`` / ``(C, H, W)``  ``(H, W)``          a float (a bool for the pointing game)
+``(N, C, H, W)``          ``(H, W)``          ``(N,)`` array, one mask for all
+``(N, H, W)``             ``(N, H, W)``       ``(N,)`` array
+``(N, C, H, W)``          ``(N, H, W)``       ``(N,)`` array
+========================  ==================  =================================
+
+:func:`border_share` has no mask: a 4-D heatmap is a batch, a 2-D or 3-D one a
+single map (pass a batch of 2-D maps as ``(N, 1, H, W)``).
+"""
+from __future__ import annotations
+
+from typing import Union
+
+import numpy as np
+import torch
+
+__all__ = ["relevance_mass_accuracy", "pointing_game", "distractor_share", "border_share",
+           "constant_region_share"]
+
+ArrayLike = Union[np.ndarray, torch.Tensor]
+Score = Union[float, np.ndarray]
+
+
+def _numpy(x: ArrayLike) -> np.ndarray:
+    if isinstance(x, torch.Tensor):
+        x = x.detach().cpu()
+        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
+    return np.asarray(x)
+
+
+def _as_maps(heatmap: ArrayLike, batched: bool) -> np.ndarray:
+    """(N, H, W) float64 maps, summed over colour; N = 1 for a single heatmap."""
+    h = _numpy(heatmap).astype(np.float64, copy=False)
+    if not np.all(np.isfinite(h)):
+        raise ValueError("heatmap contains NaN or infinite values")
+    expected = (3, 4) if batched else (2, 3)
+    if h.ndim not in expected:
+        raise ValueError(f"heatmap must have {' or '.join(map(str, expected))} axes here, "
+                         f"got shape {h.shape}")
+    if h.ndim == expected[1]:  # has a colour axis
+        h = h.sum(axis=-3)
+    return h if batched else h[None]
+
+
+def _with_mask(heatmap: ArrayLike, mask: ArrayLike) -> tuple[np.ndarray, np.ndarray, bool]:
+    """Maps and masks as (N, H, W) arrays, and whether the input was a batch."""
+    m = _numpy(mask)
+    h_ndim = np.ndim(heatmap)
+    if m.ndim == 2:
+        batched = h_ndim == 4  # a batch sharing one mask
+    elif m.ndim == 3:
+        batched = True
+    else:
+        raise ValueError(f"mask must be (H, W) or (N, H, W), got shape {m.shape}")
+    maps = _as_maps(heatmap, batched)
+    masks = (m != 0).reshape((-1, *m.shape[-2:]))  # a 2-D mask becomes a batch of one
+    if masks.shape[1:] != maps.shape[1:] or masks.shape[0] not in (1, maps.shape[0]):
+        raise ValueError(f"heatmap of shape {tuple(np.shape(heatmap))} does not match mask of "
+                         f"shape {m.shape} (the maps are {maps.shape[1:]} after summing colour)")
+    return maps, np.broadcast_to(masks, maps.shape), batched
+
+
+def _positive_share(maps: np.ndarray, masks: np.ndarray, batched: bool) -> Score:
+    positive = np.clip(maps, 0.0, None)
+    total = positive.sum(axis=(1, 2))
+    inside = np.where(masks, positive, 0.0).sum(axis=(1, 2))
+    # No positive relevance at all: nothing lands in the region, score 0 (not NaN).
+    share = np.divide(inside, total, out=np.zeros_like(total), where=total > 0)
+    return share if batched else float(share[0])
+
+
+def relevance_mass_accuracy(heatmap: ArrayLike, mask: ArrayLike) -> Score:
+    """Share of the positive relevance that falls inside the ground-truth mask.
+
+    ``sum(max(R, 0) inside mask) / sum(max(R, 0))`` on the colour-summed map
+    (Arras et al., 2022), from 0 to 1; 0.0 when the map has no positive
+    relevance.
+
+    Parameters
+    ----------
+    heatmap : tensor or array
+        ``(H, W)``, ``(C, H, W)`` or a batch (see the module's table).
+    mask : tensor or array
+        ``(H, W)`` or ``(N, H, W)``, bool (nonzero counts as inside).
+
+    Returns
+    -------
+    float, or ndarray of shape (N,) for a batch
+    """
+    return _positive_share(*_with_mask(heatmap, mask))
+
+
+def distractor_share(heatmap: ArrayLike, distractor_mask: ArrayLike) -> Score:
+    """Share of the positive relevance on class-independent distractors.
+
+    Same computation as :func:`relevance_mass_accuracy`, with the distractor
+    mask (e.g. ``Dataset.distractor_masks``): a high value flags an explanation
+    (or a model) that attends to clutter which carries no class information.
+    """
+    return _positive_share(*_with_mask(heatmap, distractor_mask))
+
+
+def constant_region_share(heatmap: ArrayLike, constant_mask: ArrayLike) -> Score:
+    """Share of the positive relevance in regions that are constant in every sample.
+
+    Constant inputs (e.g. land in ``data.climate_field``) cannot be evidence for
+    any class; relevance there is an artifact of the model or the rule (e.g.
+    biases, or rules such as Flat that ignore the input). Computed like
+    :func:`relevance_mass_accuracy` with ``constant_mask``.
+    """
+    return _positive_share(*_with_mask(heatmap, constant_mask))
+
+
+def border_share(heatmap: ArrayLike, width: int = 2) -> Score:
+    """Share of the positive relevance on the image border, ``width`` pixels wide.
+
+    Zero padding makes border pixels look special to convolutions; relevance
+    piling up there is a padding artifact unless the evidence really lies at the
+    edge.
+
+    Parameters
+    ----------
+    heatmap : tensor or array
+        ``(H, W)`` or ``(C, H, W)``, or a batch ``(N, C, H, W)``.
+    width : int
+        Width of the border band in pixels (at least 1).
+
+    Returns
+    -------
+    float, or ndarray of shape (N,) for a batch
+    """
+    if width < 1:
+        raise ValueError(f"width must be at least 1, got {width}")
+    batched = np.ndim(heatmap) == 4
+    maps = _as_maps(heatmap, batched)
+    band = np.ones(maps.shape[1:], dtype=bool)
+    band[width:-width, width:-width] = False  # an empty slice when 2 width >= size
+    return _positive_share(maps, np.broadcast_to(band, maps.shape), batched)
+
+
+def pointing_game(heatmap: ArrayLike, mask: ArrayLike, tolerance: int = 0) -> Union[bool, np.ndarray]:
+    """Does the heatmap's maximum lie inside the ground-truth mask? (Zhang et al., 2018)
+
+    Judged on the colour-summed map. When the maximum is attained at several
+    pixels, all of them must be inside, so a constant map scores False (unless
+    the mask covers the whole image).
+
+    Parameters
+    ----------
+    heatmap, mask : tensor or array
+        As for :func:`relevance_mass_accuracy`.
+    tolerance : int
+        Grow the mask by this many pixels in every direction (a square
+        neighbourhood) before testing; the original uses 15 on ImageNet-sized
+        images.
+
+    Returns
+    -------
+    bool, or ndarray of bool of shape (N,) for a batch
+    """
+    maps, masks, batched = _with_mask(heatmap, mask)
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be >= 0, got {tolerance}")
+    if tolerance:
+        masks = _dilate(masks, tolerance)
+    at_max = maps == maps.max(axis=(1, 2), keepdims=True)
+    hits = ~np.any(at_max & ~masks, axis=(1, 2))
+    return hits if batched else bool(hits[0])
+
+
+def _dilate(masks: np.ndarray, radius: int) -> np.ndarray:
+    """Binary dilation of (N, H, W) masks by a (2 radius + 1)^2 square, separably."""
+    out = masks
+    for axis in (1, 2):
+        pad = [(0, 0)] * 3
+        pad[axis] = (radius, radius)
+        windows = np.lib.stride_tricks.sliding_window_view(
+            np.pad(out, pad), 2 * radius + 1, axis=axis)
+        out = windows.any(axis=-1)
+    return out

@@ -1,0 +1,12 @@
+"""Synthetic data sets with pixel-level ground truth for judging explanations.
+
+>>> from lrp_widgets import data
+>>> ds = data.shapes(n=8, seed=0)
+>>> ds.images.shape, ds.masks.shape, ds.classes
+(torch.Size([8, 3, 64, 64]), torch.Size([8, 64, 64]), ['square', 'circle', 'triangle', 'cross'])
+"""
+from .dataset import Dataset
+from .synthetic import CONTINENTS, SHAPE_CLASSES, climate_field, land_mask, shapes, squares
+
+__all__ = ["Dataset", "squares", "shapes", "climate_field", "land_mask", "SHAPE_CLASSES",
+           "CONTINENTS"]

@@ -1,0 +1,140 @@
+"""A small deterministic CPU trainer for the synthetic data sets."""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Callable, Iterator
+
+import torch
+from torch import nn
+
+from ..data import Dataset
+
+__all__ = ["train", "evaluate", "predict", "History"]
+
+Progress = Callable[[int, float, float], None]
+
+
+@dataclass
+class History:
+    """What :func:`train` measured, one entry per epoch.
+
+    Attributes
+    ----------
+    loss : list of float
+        Mean cross-entropy over the epoch's batches.
+    accuracy : list of float
+        Training accuracy over the epoch (predictions made while training).
+    seconds : float
+        Wall-clock training time.
+    """
+
+    loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+
+
+@contextmanager
+def _threads(num_threads: int | None) -> Iterator[None]:
+    # torch.set_num_threads is process-wide: set it only for the duration.
+    if num_threads is None:
+        yield
+        return
+    previous = torch.get_num_threads()
+    torch.set_num_threads(num_threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+@contextmanager
+def _mode(model: nn.Module, training: bool) -> Iterator[None]:
+    # Put the model in a mode and give it back in the mode it came in.
+    previous = model.training
+    model.train(training)
+    try:
+        yield
+    finally:
+        model.train(previous)
+
+
+def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3,
+          batch_size: int = 64, seed: int = 0, progress: Progress | None = None,
+          weight_decay: float = 0.0, num_threads: int | None = None,
+          ) -> tuple[nn.Module, History]:
+    """Train ``model`` in place with Adam and cross-entropy, deterministically.
+
+    Shuffling uses its own ``torch.Generator`` and the global torch RNG (dropout)
+    is seeded inside :func:`torch.random.fork_rng`, so the caller's random state
+    is untouched and the same arguments give the same weights (on the same
+    machine and torch version).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        Classifier mapping ``dataset.images`` batches to logits.
+    dataset : Dataset
+        Anything with ``images`` ``(N, ...)`` and int64 ``labels`` ``(N,)``.
+    epochs, batch_size : int
+        Passes over the data, and samples per optimiser step.
+    lr, weight_decay : float
+        Adam's learning rate and (L2) weight decay.
+    seed : int
+        Seed of the shuffling and of the global RNG while training.
+    progress : callable, optional
+        Called after every epoch as ``progress(epoch, loss, accuracy)``
+        (epoch counted from 1).
+    num_threads : int, optional
+        Intra-op threads while training; the previous setting is restored.
+
+    Returns
+    -------
+    model : torch.nn.Module
+        The same model, trained, in eval mode.
+    history : History
+        Loss and accuracy per epoch and the training time.
+    """
+    images, labels = dataset.images, dataset.labels
+    n = len(labels)
+    shuffle = torch.Generator().manual_seed(seed)
+    optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
+    history = History()
+    start = time.perf_counter()
+    with _threads(num_threads), torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.train()
+        for epoch in range(1, epochs + 1):
+            order = torch.randperm(n, generator=shuffle)
+            total_loss, correct = 0.0, 0
+            for batch in order.split(batch_size):
+                logits = model(images[batch])
+                loss = nn.functional.cross_entropy(logits, labels[batch])
+                optimiser.zero_grad(set_to_none=True)
+                loss.backward()
+                optimiser.step()
+                total_loss += loss.item() * len(batch)
+                correct += int((logits.argmax(1) == labels[batch]).sum())
+            history.loss.append(total_loss / n)
+            history.accuracy.append(correct / n)
+            if progress is not None:
+                progress(epoch, history.loss[-1], history.accuracy[-1])
+    history.seconds = time.perf_counter() - start
+    return model.eval(), history
+
+
+@torch.no_grad()
+def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+    """Predicted class of every image, computed in eval mode (the mode is restored)."""
+    with _mode(model, False):
+        return torch.cat([model(chunk).argmax(1) for chunk in images.split(batch_size)])
+
+
+def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 500) -> float:
+    """Accuracy (0 to 1) of ``model`` on ``dataset``, computed in eval mode.
+
+    The model's training/eval mode is restored afterwards.
+    """
+    predictions = predict(model, dataset.images, batch_size)
+    return float((predictions == dataset.labels).float().mean())
