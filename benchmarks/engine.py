@@ -152,6 +152,23 @@ def measure(name: str, size: int, repeats: int, device: torch.device, references
     return rows
 
 
+def peak_rss_mb() -> float:
+    """This process's peak resident memory in MB.
+
+    Linux's ``ru_maxrss`` survives ``exec`` (a child started from a large process
+    inherits its parent's peak), so read the high-water mark of the process's own
+    address space instead where /proc has it.
+    """
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def memory_probe(name: str, size: int, n: int, device: str) -> float:
     """Peak memory (MB) of a fresh process that explains once and computes ``n``
     single-channel conditional heatmaps at the early layer; the model's weights included."""
@@ -166,9 +183,8 @@ def memory_probe(name: str, size: int, n: int, device: str) -> float:
         "layer = LAYERS[%r][1];"
         "maps = e.conditional_heatmaps(layer, [[c] for c in range(%d)]);"
         "assert maps.shape[0] == %d;"
-        "peak = torch.cuda.max_memory_allocated() / 2**20 if dev.type == 'cuda' else "
-        "resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024;"
-        "print(peak)"
+        "from benchmarks.engine import peak_rss_mb;"
+        "print(torch.cuda.max_memory_allocated() / 2**20 if dev.type == 'cuda' else peak_rss_mb())"
     ) % (os.path.join(os.path.dirname(__file__), ".."), torch.get_num_threads(), device, name,
          size, size, name, n, n)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)

@@ -313,3 +313,14 @@ def test_layers_of_torchvision_models():
     bn = Explainer(torchvision.models.vgg11_bn())
     assert "features.1" not in bn.layers                         # merged into features.0
     assert bn.plan.index("features.1") == bn.plan.index("features.0")
+
+
+def test_conditional_relevance_at_lower_layer(cnn64, x_image64):
+    exp = Explainer(cnn64, "epsilon_plus").explain(x_image64)
+    n = exp.layer_shape("10")[0]
+    parts = exp.conditional_relevance("10", [[c] for c in range(n)], at="4")
+    assert parts.shape == (n,) + exp.layer_shape("4")
+    # linearity: the parts add up to the full relevance at the lower layer
+    torch.testing.assert_close(parts.sum(0), exp.relevance("4"), rtol=1e-9, atol=1e-12)
+    with pytest.raises(InputError, match="not below"):
+        exp.conditional_relevance("4", [[0]], at="10")

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from typing import Any, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Iterable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -186,6 +186,7 @@ class Explanation:
         self.probabilities = torch.softmax(self.output, dim=0)
         self.timings: dict[str, float] = {}
         self._props: dict[int, StepPropagator] = {}
+        self._deconv_props: dict[int, StepPropagator] = {}
         self._rel: list[Optional[torch.Tensor]] = [None] * len(self.plan.steps)
         self._pending: dict[int, torch.Tensor] = {self.plan.output: self._initial_relevance()}
         self._next = self.plan.output              # full backward has handled steps > _next
@@ -280,6 +281,65 @@ class Explanation:
         self.timings["conditional"] = time.perf_counter() - t0
         return out
 
+    def conditional_relevance(self, layer: str, selections: Any, at: str,
+                              max_bytes: int = DEFAULT_MAX_BYTES) -> torch.Tensor:
+        """Relevance at the output of the lower layer ``at`` caused by each selection
+        of neurons of ``layer``: ``(N, *shape of at)``.
+
+        The same backward pass as :meth:`conditional_heatmaps`, stopped at ``at``
+        (a layer below ``layer``); this is what relevance graphs are made of.
+        """
+        idx, low = self.layer_index(layer), self.layer_index(at)
+        if low >= idx:
+            raise InputError(f"layer {at!r} is not below {layer!r}: relevance flows from "
+                             "the output towards the input")
+        shape = tuple(self._acts[idx].shape[1:])
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        r_layer = self._full_relevance(idx)
+        out = r_layer.new_zeros((len(masks),) + tuple(self._acts[low].shape[1:]))
+        chunk = self._chunk_size(idx, max_bytes)
+        for start in range(0, len(masks), chunk):
+            stop = min(start + chunk, len(masks))
+            out[start:stop] = self._backward_from(idx, r_layer * masks.block(start, stop),
+                                                  stop_at=low)
+        return out
+
+    # -- deconvolution -----------------------------------------------------------------
+    def deconvolution(self, layer: str, channels: Optional[Sequence[int]] = None,
+                      mask: Any = None) -> torch.Tensor:
+        """Zeiler–Fergus deconvnet reconstruction of the selected neurons, shaped like ``x``.
+
+        Starts from the selected neurons' activations at ``layer`` and maps them down
+        to the input: max-unpooling with the forward pass's switches, rectification at
+        every ReLU, transposed filters without bias (a merged BatchNorm's scale kept).
+        """
+        sel = {"channels": channels, "mask": mask}
+        return self.deconvolutions(layer, [sel])[0]
+
+    def deconvolutions(self, layer: str, selections: Any,
+                       max_bytes: int = DEFAULT_MAX_BYTES) -> torch.Tensor:
+        """Deconvnet reconstructions of many selections at once: ``(N, *x.shape)``."""
+        idx = self.layer_index(layer)
+        shape = tuple(self._acts[idx].shape[1:])
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        act = self._acts[idx]
+        out = act.new_zeros((len(masks),) + tuple(self.input.shape[1:]))
+        chunk = self._chunk_size(idx, max_bytes)
+        for start in range(0, len(masks), chunk):
+            stop = min(start + chunk, len(masks))
+            out[start:stop] = self._backward_from(idx, act * masks.block(start, stop),
+                                                  self._deconvolution_map)
+        return out
+
+    def _deconvolution_map(self, i: int) -> StepPropagator:
+        prop = self._deconv_props.get(i)
+        if prop is None:
+            step = self.plan.steps[i]
+            prop = step.deconvolution([self._acts[j] for j in step.inputs], self._acts[i],
+                                      self._ctxs[i])
+            self._deconv_props[i] = prop
+        return prop
+
     def _chunk_size(self, idx: int, max_bytes: int) -> int:
         """How many selections fit in ``max_bytes``.
 
@@ -323,25 +383,30 @@ class Explanation:
             self._rel[idx] = r
         return r
 
-    def _send(self, i: int, r: torch.Tensor, pending: dict[int, torch.Tensor]) -> None:
+    def _send(self, i: int, r: torch.Tensor, pending: dict[int, torch.Tensor],
+              propagator: Optional[Callable[[int], StepPropagator]] = None) -> None:
         step = self.plan.steps[i]
         if not step.inputs:
             return
-        for j, rj in zip(step.inputs, self._propagator(i)(r)):
+        for j, rj in zip(step.inputs, (propagator or self._propagator)(i)(r)):
             pending[j] = pending[j] + rj if j in pending else rj
 
-    def _backward_from(self, idx: int, r: torch.Tensor) -> torch.Tensor:
-        """Propagate a batch of relevances ``(N, *shape)`` at step ``idx`` to the input."""
+    def _backward_from(self, idx: int, r: torch.Tensor,
+                       propagator: Optional[Callable[[int], StepPropagator]] = None,
+                       stop_at: int = 0) -> torch.Tensor:
+        """Propagate a batch ``(N, *shape)`` at step ``idx`` down to step ``stop_at``
+        (the input by default), with the LRP rules or another per-step map such as
+        the deconvnet's. Paths that bypass ``stop_at`` are not followed further."""
         pending = {idx: r}
         with torch.no_grad():
-            for i in range(idx, 0, -1):
+            for i in range(idx, stop_at, -1):
                 ri = pending.pop(i, None)
                 if ri is not None:
-                    self._send(i, ri, pending)
-        r_in = pending.get(0)
-        if r_in is None:
-            r_in = r.new_zeros((r.shape[0],) + tuple(self.input.shape[1:]))
-        return r_in
+                    self._send(i, ri, pending, propagator)
+        r_low = pending.get(stop_at)
+        if r_low is None:
+            r_low = r.new_zeros((r.shape[0],) + tuple(self._acts[stop_at].shape[1:]))
+        return r_low
 
 
 # -- input checks ----------------------------------------------------------------------

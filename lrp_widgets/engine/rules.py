@@ -191,25 +191,36 @@ class Gamma(Rule):
         w_up, w_down = layer.cached(("gamma", g), lambda: (weight + g * weight.clamp(min=0),
                                                            weight + g * weight.clamp(max=0)))
         b_up = None if bias is None else bias + g * bias.clamp(min=0)
-        b_down = None if bias is None else bias + g * bias.clamp(max=0)
-        up_terms = _signed_terms(x, [(w_up, w_down)])
-        down_terms = _signed_terms(x, [(w_down, w_up)])
-        positive, negative = z > 0, z < 0
-        d_up = stabilize(_forward_terms(layer, up_terms, [b_up])[0], self.stabilizer)
+        up_terms, down_terms = _signed_terms(x, [(w_up, w_down), (w_down, w_up)])
+        # 0/1 float masks: multiplying by them is far cheaper on CPU than boolean ops
+        sign = torch.sign(z)
+        positive, negative = sign.clamp(min=0), sign.neg().clamp_(min=0)
+        z_up = _forward_terms(layer, [up_terms], [b_up])[0]
+        d_up = stabilize(z_up, self.stabilizer)
         d_down: list[torch.Tensor] = []   # computed on first need: usually never
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
-            out = _backward_terms(layer, up_terms, [r / d_up * positive], x.shape)
+            out = _backward_terms(layer, [up_terms], [(r / d_up).mul_(positive)], x.shape)
             r_down = r * negative
             # Below a ReLU relevance sits only on positive outputs, so this term is
             # exactly zero almost always; skipping it halves the cost of the rule.
-            if bool(r_down.any()):
+            if float(r_down.abs().amax()) > 0:
                 if not d_down:
-                    d_down.append(stabilize(_forward_terms(layer, down_terms, [b_down])[0],
-                                            self.stabilizer))
-                out = out + _backward_terms(layer, down_terms, [r_down / d_down[0]], x.shape)
+                    # The two halves' weights and biases add up to (2 + gamma) times the
+                    # layer's own, so their outputs add up to (2 + gamma) z (bias and
+                    # both input signs included): one convolution fewer.
+                    d_down.append(stabilize((2.0 + g) * _true_output(layer, x, z, self)
+                                            - z_up, self.stabilizer))
+                out = out + _backward_terms(layer, [down_terms], [r_down / d_down[0]], x.shape)
             return out
         return propagate
+
+
+def _true_output(layer: AffineLayer, x: torch.Tensor, z: torch.Tensor, rule: Rule) -> torch.Tensor:
+    """The layer's output with the bias the rule uses (none if it zeroes the bias)."""
+    if getattr(rule, "zero_bias", False) and layer.parameters()[1] is not None:
+        return layer.apply(x, layer.parameters()[0], None)
+    return z
 
 
 class ZBox(Rule):
@@ -300,7 +311,7 @@ def _signed_terms(x: torch.Tensor, weight_pairs: Sequence[tuple[torch.Tensor, An
     convolution per layer. The x⁻ weight may be given as a callable, then it is
     only computed (and kept) when needed.
     """
-    if bool((x < 0).any()):
+    if float(x.amin()) < 0:
         xp, xn = x.clamp(min=0), x.clamp(max=0)
     else:
         xp, xn = x, None            # no copy needed: x equals its positive part

@@ -4,16 +4,27 @@ from __future__ import annotations
 import torch
 
 
+def sign_no_zero(z: torch.Tensor) -> torch.Tensor:
+    """+1 where ``z >= 0`` (zeros, also -0.0, count as positive), -1 where ``z < 0``.
+
+    Built from float operations only: on CPU they run many times faster than
+    comparisons and ``torch.where`` on the same data.
+    """
+    s = torch.sign(z)
+    return s.sub_(s.abs()).add_(1.0)     # 0 -> 1, 1 -> 1, -1 -> -1
+
+
 def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     """Move every entry of ``z`` away from zero by ``epsilon``, keeping its sign.
 
     Zeros count as positive, so the result is never zero for ``epsilon > 0``.
     This is the denominator convention of the LRP literature (and of Zennit),
-    which makes our numbers comparable with theirs.
+    which makes our numbers comparable with theirs; the result equals
+    ``where(z < 0, z - epsilon, z + epsilon)`` bit for bit.
 
     Examples
     --------
     >>> stabilize(torch.tensor([-1.0, 0.0, 2.0]), 0.5)
     tensor([-1.5000,  0.5000,  2.5000])
     """
-    return torch.where(z < 0, z - epsilon, z + epsilon)
+    return torch.add(z, sign_no_zero(z), alpha=epsilon)

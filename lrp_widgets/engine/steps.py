@@ -57,6 +57,13 @@ class Step:
                    ctx: Any) -> StepPropagator:
         raise NotImplementedError
 
+    def deconvolution(self, xs: list[torch.Tensor], z: torch.Tensor,
+                      ctx: Any) -> StepPropagator:
+        """The Zeiler-Fergus deconvnet's backward map: by default the plain gradient,
+        which for reshapes, concatenation and max-unpooling with the forward's switches
+        is what LRP does as well."""
+        return self.propagator(None, xs, z, ctx)
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, inputs={self.inputs})"
 
@@ -83,6 +90,10 @@ class AffineStep(Step):
         prop = rule.propagator(self.layer, xs[0], z)
         return lambda r: (prop(r),)
 
+    def deconvolution(self, xs, z, ctx):
+        weight, shape = self.layer.parameters()[0], xs[0].shape
+        return lambda r: (self.layer.adjoint(r, weight, shape),)   # transposed filters, no bias
+
 
 class PassStep(Step):
     """Shape-preserving maps through which relevance passes unchanged.
@@ -106,6 +117,19 @@ class PassStep(Step):
 
     def propagator(self, rule, xs, z, ctx):
         return lambda r: (r,)
+
+    def deconvolution(self, xs, z, ctx):
+        if self.kind == "identity":
+            return lambda r: (r,)
+        if self.fn is torch.relu:
+            return lambda r: (r.clamp(min=0),)    # the deconvnet's rectification
+        fn, x = self.fn, xs[0]                    # other activations: their gradient
+
+        def gradient(r: torch.Tensor) -> Relevances:
+            with torch.enable_grad():
+                probe = x.detach().expand_as(r).clone().requires_grad_(True)
+                return (torch.autograd.grad(fn(probe), probe, r)[0],)
+        return gradient
 
 
 class ReshapeStep(Step):
@@ -180,6 +204,10 @@ class LinearMapStep(Step):
         x, denom = xs[0], stabilize(z, eps)
         return lambda r: (x * self.adjoint(r / denom, x.shape),)   # adjoint may return its input
 
+    def deconvolution(self, xs, z, ctx):
+        shape = xs[0].shape
+        return lambda r: (self.adjoint(r, shape),)
+
 
 class SumStep(Step):
     """Residual addition ``a + b``.
@@ -201,7 +229,7 @@ class SumStep(Step):
 
     def propagator(self, rule, xs, z, ctx):
         a, b = xs
-        if not self.proportional:
+        if not self.proportional or rule is None:
             return lambda r: (_sum_to(r, a.shape), _sum_to(r, b.shape))
         denom = stabilize(z, _norm_epsilon(rule, self))
 
