@@ -67,18 +67,21 @@ def served_notebooks(tmp_path_factory) -> Path:
     return root / "notebooks"
 
 
-def _server(cmd: list[str], root: Path, tmp: Path, url_path: str):
+def _server(cmd: list[str], flags: str, root: Path, tmp: Path, url_path: str):
+    """Start a server; ``flags`` is "lab" or "voila" (their options differ)."""
     port, token = _free_port(), secrets.token_hex(16)
     env = dict(os.environ, JUPYTER_CONFIG_DIR=str(tmp / "config"),
                JUPYTERLAB_SETTINGS_DIR=str(tmp / "settings"),
                JUPYTERLAB_WORKSPACES_DIR=str(tmp / "workspaces"),
                JUPYTER_RUNTIME_DIR=str(tmp / "runtime"), LRP_WIDGETS_CI="1")
+    if flags == "lab":
+        args = [f"--port={port}", "--ServerApp.ip=127.0.0.1", f"--IdentityProvider.token={token}",
+                f"--ServerApp.root_dir={root}", "--no-browser", "--allow-root"]
+    else:
+        args = [f"--port={port}", "--Voila.ip=127.0.0.1", f"--token={token}",
+                f"--Voila.root_dir={root}", "--no-browser"]
     log = open(tmp / "server.log", "w")
-    proc = subprocess.Popen(cmd + [f"--port={port}", "--ServerApp.ip=127.0.0.1",
-                                   f"--IdentityProvider.token={token}",
-                                   f"--ServerApp.root_dir={root}", "--no-browser",
-                                   "--allow-root"],
-                            cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd + args, cwd=root, env=env, stdout=log, stderr=subprocess.STDOUT)
     try:
         _wait_for(f"http://127.0.0.1:{port}{url_path}?token={token}", proc)
     except Exception:
@@ -93,7 +96,7 @@ def lab(served_notebooks, tmp_path_factory):
     proc, port, token, log = _server(
         [sys.executable, "-m", "jupyter", "lab",
          "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
-        served_notebooks, tmp, "/lab")
+        "lab", served_notebooks, tmp, "/lab")
     yield f"http://127.0.0.1:{port}", token
     proc.terminate()
     proc.wait(timeout=30)
@@ -103,9 +106,8 @@ def lab(served_notebooks, tmp_path_factory):
 @pytest.fixture(scope="session")
 def voila(served_notebooks, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("voila")
-    proc, port, token, log = _server(
-        [sys.executable, "-m", "voila", "--no-browser", "--Voila.ip=127.0.0.1",
-         f"--Voila.root_dir={served_notebooks}"], served_notebooks, tmp, "/")
+    proc, port, token, log = _server([sys.executable, "-m", "voila"], "voila",
+                                     served_notebooks, tmp, "/")
     yield f"http://127.0.0.1:{port}", token
     proc.terminate()
     proc.wait(timeout=30)
