@@ -10,10 +10,10 @@ STAMP := $(VENV)/.installed
 $(STAMP): pyproject.toml requirements-ci.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: pip takes these from the machine's local files (uv/poetry would download GBs)
-	$(PIP) install -q -c requirements-ci.txt torch torchvision
-	$(PIP) install -q -c requirements-ci.txt -e '.[test,demo]'
+	$(PIP) install -qq -c requirements-ci.txt torch torchvision
+	$(PIP) install -qq -c requirements-ci.txt -e '.[test,demo]'
 	# zennit-crp pins an old zennit in its metadata but works with zennit 0.5 (see NOTES)
-	$(PIP) install -q --no-deps -c requirements-ci.txt zennit-crp
+	$(PIP) install -qq --no-deps -c requirements-ci.txt zennit-crp
 	touch $(STAMP)
 
 test: $(STAMP)
