@@ -217,3 +217,15 @@ def test_dataset_validates_shapes():
         data.Dataset(images, torch.zeros(4, dtype=torch.long), torch.zeros(4, 8, 7, dtype=torch.bool), ["a"])
     with pytest.raises(ValueError, match="labels"):
         data.Dataset(images, torch.zeros(3, dtype=torch.long), torch.zeros(4, 8, 8, dtype=torch.bool), ["a"])
+
+
+def test_sample_photographs():
+    from lrp_widgets.data import SAMPLE_IMAGES, sample_image
+    for name in SAMPLE_IMAGES:
+        img = sample_image(name)
+        assert img.shape == (3, 224, 224) and img.dtype == torch.float32
+        assert 0.0 <= float(img.min()) and float(img.max()) <= 1.0
+        assert float(img.std()) > 0.05          # a photograph, not a flat field
+    assert not torch.equal(sample_image("chelsea"), sample_image("coffee"))
+    with pytest.raises(ValueError, match="chelsea"):
+        sample_image("dog")

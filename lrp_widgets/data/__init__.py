@@ -6,7 +6,8 @@
 (torch.Size([8, 3, 64, 64]), torch.Size([8, 64, 64]), ['square', 'circle', 'triangle', 'cross'])
 """
 from .dataset import Dataset
+from .samples import SAMPLE_IMAGES, sample_image
 from .synthetic import CONTINENTS, SHAPE_CLASSES, climate_field, land_mask, shapes, squares
 
 __all__ = ["Dataset", "squares", "shapes", "climate_field", "land_mask", "SHAPE_CLASSES",
-           "CONTINENTS"]
+           "CONTINENTS", "sample_image", "SAMPLE_IMAGES"]
