@@ -10,7 +10,6 @@ import pytest
 import torch
 from torch import nn
 
-from conftest import small_cnn
 from lrp_widgets import Explainer
 from lrp_widgets.analysis import (ProgressBar, Selection, SelectionCurve, default_ks, mse,
                                   optimize_selection, selection_curve, smape, unit_heatmaps)
@@ -224,6 +223,21 @@ def test_progress_bar_outside_a_notebook(cnn_exp, capsys):
     bar = ProgressBar("x", enabled=False)
     bar(1, 2)
     assert (bar.done, bar.total) == (1, 2)
+
+
+def test_progress_bar_in_a_notebook_is_an_int_progress(monkeypatch):
+    import IPython.display
+    import ipywidgets
+    from lrp_widgets.analysis import selection
+    shown = []
+    monkeypatch.setattr(selection, "_in_kernel", lambda: True)
+    monkeypatch.setattr(IPython.display, "display", shown.append)
+    bar = ProgressBar("maps")
+    bar(0, 5)
+    bar(3, 5)
+    assert isinstance(shown[0], ipywidgets.IntProgress)
+    assert (shown[0].value, shown[0].max, shown[0].description) == (3, 5, "maps")
+    bar.close()
 
 
 # -- the optimiser's promise ------------------------------------------------------------

@@ -66,7 +66,7 @@ DEFAULT_CANDIDATES = 64
 # features.0): past the caches, batching only costs memory. Small models gain from it.
 _CPU_BATCH_BYTES = 8 * 2 ** 20
 _MAX_BATCH = 64         # also on accelerators, where the engine bounds memory itself
-SWAP_ROUNDS = 8         # passes over the chosen set; each stops early when nothing improves
+SWAP_ROUNDS = 8         # at most this many swap attempts per chosen position
 _METRIC_BLOCK = 2 ** 19  # float64 values per metric call (4 MB): stays in cache
 
 Progress = Union[None, str, bool, Callable[[int, int], Any]]
@@ -294,7 +294,8 @@ class _Units:
 
     def scores(self, what: str) -> torch.Tensor:
         """Relevance or activation per unit (channels: summed over the other axes)."""
-        t = self.exp.relevance(self.layer) if what == "relevance" else self.exp.activation(self.layer)
+        get = self.exp.relevance if what == "relevance" else self.exp.activation
+        t = get(self.layer)
         if self.unit == "neuron":
             return t.reshape(-1)
         return t.reshape(self.shape[0], -1).sum(dim=1)
@@ -509,7 +510,8 @@ def _prefix_maps(space: _Units, order: list[int], ks: list[int], ticker: _Ticker
         if missing:
             jobs.append((s, missing))
     derived = None
-    if jobs and jobs[-1][0] == len(ks) - 1 and ks[-1] == space.n and _is_cut(space.exp, space.layer):
+    last_is_rest = bool(jobs) and jobs[-1][0] == len(ks) - 1 and ks[-1] == space.n
+    if last_is_rest and _is_cut(space.exp, space.layer):
         derived = jobs.pop()[0]
     ticker.start(ticker.done + len(jobs))
     for (s, _), m in zip(jobs, _run_groups(space, [g for _, g in jobs], ticker)):
@@ -544,7 +546,8 @@ def selection_curve(exp: Any, layer: str, ks: Optional[Sequence[int]] = None,
     unit : {"channel", "neuron"}
         Whole channels, or single neurons named by flat index.
     progress : None, "bar" or callable (done, total)
-        Called as heatmaps are computed (``done`` counts backward passes).
+        Called as heatmaps are computed (``done`` counts backward passes); not
+        called at all when the curve comes from the cache.
     metric : {"smape", "mse"}
         What the greedy order minimises (only used with ``order="greedy"``).
     candidates : int
@@ -624,8 +627,9 @@ def _scores(ref: np.ndarray, base: np.ndarray, maps: np.ndarray, rows: Sequence[
     block = max(1, _METRIC_BLOCK // max(ref.size, 1))
     out = np.empty(len(rows))
     for start in range(0, len(rows), block):
-        idx = rows[start:start + block]
-        out[start:start + block] = score(ref, maps[idx] + base)
+        stacked = maps[rows[start:start + block]]     # a copy: add in place
+        stacked += base
+        out[start:start + block] = score(ref, stacked)
     return out
 
 
@@ -657,26 +661,27 @@ def _swap(ref: np.ndarray, maps: np.ndarray, chosen: list[int], metric: str,
           value: float) -> tuple[list[int], float]:
     """Replace chosen rows by unchosen ones while that lowers the metric.
 
-    Each pass visits every position once and makes the best swap there if it helps;
-    passes repeat until one changes nothing (at most ``SWAP_ROUNDS``).
+    Visits the positions cyclically and makes the best swap at each if it helps;
+    stops once every position has been visited since the last change (a local
+    optimum for single swaps), or after ``SWAP_ROUNDS`` visits per position.
     """
     chosen = list(chosen)
-    for _ in range(SWAP_ROUNDS):
-        changed = False
-        for pos in range(len(chosen)):
-            inside = set(chosen)
-            outside = [r for r in range(len(maps)) if r not in inside]
-            if not outside:
-                return chosen, value
-            # Recomputed from the rows, not updated in place: no drift over many swaps.
-            base = maps[chosen].sum(axis=0) - maps[chosen[pos]]
-            scores = _scores(ref, base, maps, outside, metric)
-            best = int(np.argmin(scores))
-            # A relative margin: float noise must not make two sets swap back and forth.
-            if scores[best] < value - 1e-12 * max(abs(value), 1e-300):
-                chosen[pos], value, changed = outside[best], float(scores[best]), True
-        if not changed:
+    since_change, visits = 0, 0
+    while since_change < len(chosen) and visits < SWAP_ROUNDS * len(chosen):
+        pos = visits % len(chosen)
+        visits += 1
+        since_change += 1
+        inside = set(chosen)
+        outside = [r for r in range(len(maps)) if r not in inside]
+        if not outside:
             break
+        # Recomputed from the rows, not updated in place: no drift over many swaps.
+        base = maps[chosen].sum(axis=0) - maps[chosen[pos]]
+        scores = _scores(ref, base, maps, outside, metric)
+        best = int(np.argmin(scores))
+        # A relative margin: float noise must not make two sets swap back and forth.
+        if scores[best] < value - 1e-12 * max(abs(value), 1e-300):
+            chosen[pos], value, since_change = outside[best], float(scores[best]), 0
     return chosen, value
 
 
@@ -742,11 +747,7 @@ def optimize_selection(exp: Any, layer: str, metric: str = "smape",
     limit = len(pool) if max_k is None else _check_int(
         max_k, "max_k", 1, len(pool), f" (the candidate pool has {len(pool)} {unit}s; "
         "give more candidates for larger sets)")
-    if target is not None:
-        if isinstance(target, bool) or not isinstance(target, (int, float, np.floating, np.integer)) \
-                or not math.isfinite(target) or target < 0:
-            raise InputError(f"target must be a finite number >= 0, not {target!r}")
-        target = float(target)
+    target = _check_target(target)
     report, close = _progress_callback(progress, f"{layer}: optimising")
     try:
         ticker = _Ticker(report)
@@ -768,6 +769,15 @@ def optimize_selection(exp: Any, layer: str, metric: str = "smape",
     value = curve.mse[-1] if metric == "mse" else curve.smape[-1]
     return Selection(channels=chosen, curve=curve, metric=metric, value=value, target=target,
                      met=met if target is None else value <= target, layer=layer, unit=unit)
+
+
+def _check_target(target: Any) -> Optional[float]:
+    if target is None:
+        return None
+    number = isinstance(target, (int, float, np.floating, np.integer))
+    if isinstance(target, bool) or not number or not math.isfinite(target) or target < 0:
+        raise InputError(f"target must be a finite number >= 0, not {target!r}")
+    return float(target)
 
 
 def _candidate_pool(space: _Units, candidates: Union[int, Sequence[int]]) -> list[int]:

@@ -300,6 +300,21 @@ class Explorer(W.VBox):
         self._build_controls()
         self._wire()
         self.children = self._sections()
+        self._tag_for_browsers()
+
+    def _tag_for_browsers(self) -> None:
+        """CSS classes that name the parts, for browser tests and users' own styling."""
+        for widget, name in ((self.image_canvas.widget, "input-canvas"),
+                             (self.grid_canvas.widget, "channel-grid"),
+                             (self.panels["heatmap"].widget, "heatmap-panel"),
+                             (self.panels["selection"].widget, "selection-panel"),
+                             (self.panels["deconvolution"].widget, "deconvolution-panel"),
+                             (self.panel_labels["selection"], "selection-readout"),
+                             (self.layer_select, "layer-select"),
+                             (self.curve_plot.figure, "curve"),
+                             (self.status, "status")):
+            widget.add_class(f"lrp-{name}")
+        self.add_class("lrp-explorer")
 
     def _build_controls(self) -> None:
         wide = W.Layout(width="260px")

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 import re
 
-from playwright.sync_api import Page, expect  # noqa: F401  (skipped earlier if missing)
+from playwright.sync_api import Page
+
+from .conftest import ARTIFACTS
 
 
 def open_notebook(page: Page, base: str, token: str, name: str) -> None:
@@ -55,3 +57,71 @@ def test_quickstart_runs_in_jupyterlab(lab, page):
     assert error_outputs(page) == []
     # the widgets rendered: at least the canvases of the heatmap panels
     assert page.locator("canvas").count() >= 4
+
+
+def canvas_pixels(page: Page, selector: str) -> str:
+    """The pixels of the (top) canvas in an element, as a data URL."""
+    return page.evaluate(
+        """(sel) => { const cs = document.querySelectorAll(`canvas${sel}, ${sel} canvas`);
+                      return [...cs].map(c => c.toDataURL()).join('|'); }""", selector)
+
+
+def marker_position(page: Page) -> str:
+    return page.evaluate(
+        """() => [...document.querySelectorAll('.lrp-curve .dot')]
+                 .map(d => d.parentNode.getAttribute('transform')).join(';')""")
+
+
+def wait_updated(page: Page, before: str, timeout: float = 120_000) -> None:
+    page.wait_for_function(
+        """(before) => { const s = document.querySelector('.lrp-status');
+                         const r = document.querySelector('.lrp-selection-readout');
+                         return s && r && s.textContent.includes('updated') &&
+                                r.textContent !== before; }""", arg=before, timeout=timeout)
+
+
+def test_explorer_in_jupyterlab_as_a_user(lab, page):
+    base, token = lab
+    open_notebook(page, base, token, "01_quickstart.ipynb")
+    run_all(page)
+    assert error_outputs(page) == []
+    explorer = page.locator(".lrp-explorer").first
+    explorer.scroll_into_view_if_needed()
+    page.wait_for_function("() => document.querySelector('.lrp-status') && "
+                           "document.querySelector('.lrp-status').textContent.includes('updated')",
+                           timeout=120_000)
+
+    # pick a layer in the dropdown
+    readout = page.locator(".lrp-selection-readout").first
+    before = readout.inner_text()
+    page.locator(".lrp-layer-select select").first.select_option("features.3")
+    page.wait_for_function(
+        "() => document.querySelector('.lrp-selection-readout').textContent.includes('0 channels')"
+        " && document.querySelector('.lrp-status').textContent.includes('updated')",
+        timeout=120_000)
+
+    # drag a rectangle over the first tiles of the channel grid
+    before = readout.inner_text()
+    pixels = canvas_pixels(page, ".lrp-selection-panel")
+    marker = marker_position(page)
+    grid = page.locator("canvas.lrp-channel-grid, .lrp-channel-grid canvas").last
+    grid.scroll_into_view_if_needed()
+    box = grid.bounding_box()
+    top = max(box["y"], 0) + 3                 # the notebook scrolls: stay in the viewport
+    page.mouse.move(box["x"] + 3, top)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, top + min(box["height"], 600) * 0.3, steps=8)
+    page.mouse.up()
+    wait_updated(page, before)
+    after = readout.inner_text()
+    assert after != before and not after.startswith("0 channels"), after
+    page.wait_for_function(
+        "(old) => [...document.querySelectorAll('canvas.lrp-selection-panel, .lrp-selection-panel"
+        " canvas')].map(c => c.toDataURL()).join('|') !== old", arg=pixels, timeout=60_000)
+    page.wait_for_function("(old) => [...document.querySelectorAll('.lrp-curve .dot')]"
+                           ".map(d => d.parentNode.getAttribute('transform')).join(';') !== old",
+                           arg=marker, timeout=60_000)
+    status = page.locator(".lrp-status").first.inner_text()
+    assert "⚠" not in status and "rror" not in status, status
+    ARTIFACTS.mkdir(exist_ok=True)
+    explorer.screenshot(path=str(ARTIFACTS / "explorer.png"))
