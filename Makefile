@@ -19,8 +19,11 @@ $(STAMP): pyproject.toml requirements-ci.txt
 test: $(STAMP)
 	$(PY) -m pytest
 
+# JupyterLab refuses to start as root unless told; containers and CI machines often are root.
+ROOT_FLAG := $(shell [ "$$(id -u)" = "0" ] && echo --allow-root)
+
 demo: $(STAMP)
-	$(VENV)/bin/jupyter lab notebooks/01_quickstart.ipynb
+	$(VENV)/bin/jupyter lab $(ROOT_FLAG) notebooks/01_quickstart.ipynb
 
 bench: $(STAMP)
 	$(PY) benchmarks/engine.py
