@@ -54,6 +54,7 @@ from lrp_widgets.analysis import (border_share, constant_region_share,  # noqa: 
                                   distractor_share, pointing_game, relevance_mass_accuracy)
 from lrp_widgets.data import Dataset  # noqa: E402
 from lrp_widgets.engine import Explainer  # noqa: E402
+from lrp_widgets.models.training import temporary_mode  # noqa: E402
 
 COMPOSITES: tuple[str, ...] = ("epsilon", "epsilon_plus_flat", "epsilon_gamma_box",
                                "epsilon_alpha2_beta1")
@@ -281,7 +282,7 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             # Train-mode BatchNorm normalises with batch statistics: the input
             # gradient would then mix samples and differ from the eval-mode model
             # that gets explained. Penalise the eval-mode function instead.
-            with _mode(model, False):
+            with temporary_mode(model, False):
                 penalty_logits = model(x)
         # create_graph: the penalty is differentiated again, with respect to the
         # parameters (double backpropagation).
@@ -292,17 +293,6 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
-
-
-@contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[None]:
-    # Switch train/eval mode for a while and give the model back as it came.
-    previous = model.training
-    model.train(training)
-    try:
-        yield
-    finally:
-        model.train(previous)
 
 
 @contextmanager

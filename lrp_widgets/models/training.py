@@ -50,8 +50,8 @@ def _threads(num_threads: int | None) -> Iterator[None]:
 
 
 @contextmanager
-def _mode(model: nn.Module, training: bool) -> Iterator[None]:
-    # Put the model in a mode and give it back in the mode it came in.
+def temporary_mode(model: nn.Module, training: bool) -> Iterator[None]:
+    """Put ``model`` in training (True) or evaluation mode for a while; restore it after."""
     previous = model.training
     model.train(training)
     try:
@@ -127,7 +127,7 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
     """Predicted class of every image, computed in eval mode (the mode is restored)."""
-    with _mode(model, False):
+    with temporary_mode(model, False):
         return torch.cat([model(chunk).argmax(1) for chunk in images.split(batch_size)])
 
 
