@@ -133,6 +133,108 @@ def test_brush_channels_uses_grid_geometry(ex):
     assert ex.state["channels"] == [5, 9]
 
 
+def _px(value):
+    assert value.endswith("px"), value
+    return int(value[:-2])
+
+
+def test_layout_is_bounded_and_canvases_unstretched(ex):
+    """The channel grid fits its box for every layer, the box keeps its size, and every
+    canvas shows its pixels 1:1 (CSS size = pixel size: no stretched tiles)."""
+    box = ex.grid_box.layout
+    size = (_px(box.width), _px(box.height))
+    assert size[0] <= 420 and size[1] <= 420 and box.overflow == "auto"
+    for layer in ex.layers:
+        if len(ex.explanation.layer_shape(layer)) != 3:
+            continue
+        ex.select_layer(layer)
+        layout = ex._shown.layout
+        assert layout.width <= 400 and layout.height <= 400, (layer, layout)
+        assert layout.width >= 150, (layer, layout)          # few channels: bigger tiles
+        assert (_px(box.width), _px(box.height)) == size      # the layout stays still
+        n = ex.explanation.layer_shape(layer)[0]
+        assert f"{n} channels of {layer}" in ex.grid_title.value
+        for canvas in (ex.image_canvas, ex.grid_canvas, *ex.panels.values()):
+            h, w = canvas.size
+            assert (canvas.widget.layout.width, canvas.widget.layout.height) == (
+                f"{w}px", f"{h}px")
+    # The three panels each sit in a column with their label directly under the canvas.
+    for name, panel in ex.panels.items():
+        column = next(c for c in _boxes(ex) if panel.widget in c.children)
+        kids = list(column.children)
+        assert kids[kids.index(panel.widget) + 1] is ex.panel_labels[name]
+
+
+def _boxes(widget):
+    out, stack = [], [widget]
+    while stack:
+        w = stack.pop()
+        kids = getattr(w, "children", None)
+        if kids:
+            out.append(w)
+            stack.extend(kids)
+    return out
+
+
+def test_selected_tiles_stand_out(ex):
+    """Selected tiles are outlined and the others dimmed (rank borders are green too)."""
+    calls = []
+
+    class Recorder:
+        def __getattr__(self, name):
+            return lambda *a, **k: calls.append((name, a))
+
+        def __setattr__(self, name, value):
+            calls.append((name, value))
+    ex.select_channels([0, 5])
+    painter = ex.grid_canvas.painters[1]
+    painter(Recorder())
+    fills = [a for name, a in calls if name == "fill_rects"]
+    strokes = [a for name, a in calls if name == "stroke_rects"]
+    assert len(fills) == 1 and len(fills[0][0]) == 62            # the 62 others, dimmed
+    assert len(strokes) == 1 and len(strokes[0][0]) == 2         # the 2 chosen, outlined
+    ex.clear()
+    assert ex.grid_canvas.painters[1] is None                   # nothing chosen: nothing dimmed
+
+
+def test_many_channels_get_small_tiles_or_scroll():
+    from lrp_widgets.widgets.explorer import MAX_TILE
+    from lrp_widgets.widgets.geometry import grid_tile_size
+    assert grid_tile_size(16, 400, pad=2, maximum=MAX_TILE) * 4 >= 360   # fills the box
+    t = grid_tile_size(512, 400, pad=2, maximum=MAX_TILE)                  # VGG16
+    assert 23 * (t + 4) <= 400 and t >= 10
+    t = grid_tile_size(4096, 400, pad=2, maximum=MAX_TILE)                 # scrolls
+    assert t == 6
+
+
+def test_selection_colour_scale_toggle(ex):
+    from lrp_widgets.render import heatmap_2d, heatmap_to_rgba
+    from lrp_widgets.widgets.explorer import SCALES
+    assert SCALES == ("own", "shared") and ex.state["scale"] == "own"    # the default
+    ex.select_channels([1])
+    cond, full = ex._shown.cond, ex._shown.full
+    own = ex._shown.images["selection_heatmap"]
+    assert np.array_equal(own, heatmap_to_rgba(cond))
+    assert "own scale" in ex.panel_labels["selection"].value
+    ex.scale_select.value = "shared"                            # the toggle, as a user clicks
+    assert ex.state["scale"] == "shared" and ex.state["channels"] == [1]
+    vmax = float(np.abs(heatmap_2d(full)).max())
+    shared = ex._shown.images["selection_heatmap"]
+    assert np.array_equal(shared, heatmap_to_rgba(cond, vmax=vmax))
+    assert not np.array_equal(shared, own)                      # a part is fainter
+    assert "full heatmap's scale" in ex.panel_labels["selection"].value
+    assert ex.panels["selection"].images[0] is not None
+    ex.select_channels([2, 3])                                   # the scale stays
+    assert ex.state["scale"] == "shared" and ex.scale_select.value == "shared"
+    ex.set_scale("own")
+    assert ex.scale_select.value == "own" and "own scale" in ex.panel_labels["selection"].value
+    ex.clear()                                                   # an empty selection: all zero
+    assert "all zero" in ex.panel_labels["selection"].value
+    with pytest.raises(LRPError, match="scale"):
+        ex.set_scale("log")
+    assert ex.state["error"] is None
+
+
 def test_brush_region_selects_neurons_and_scores_match(ex):
     h, w = ex.image_canvas.size
     ex.brush_region(10, 20, 70, 40)

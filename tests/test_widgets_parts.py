@@ -101,6 +101,18 @@ def test_sizes_and_outlines():
     assert geo.tile_outlines(layout, []).shape == (0, 4)
 
 
+def test_canvas_css_size_follows_pixel_size():
+    # A canvas in a flex box is stretched unless its CSS size is pinned (tiles grew huge).
+    from lrp_widgets.widgets.canvases import LayeredCanvas
+    for n_layers in (1, 3):
+        canvas = LayeredCanvas(n_layers, 40, 30)
+        assert (canvas.widget.layout.width, canvas.widget.layout.height) == ("40px", "30px")
+        assert canvas.widget.layout.flex == "0 0 auto"
+        canvas.resize(120, 90)
+        assert canvas.size == (90, 120)
+        assert (canvas.widget.layout.width, canvas.widget.layout.height) == ("120px", "90px")
+
+
 # -- selections --------------------------------------------------------------------------
 
 def test_choice_engine_selection_forms():

@@ -93,6 +93,7 @@ class LayeredCanvas:
         else:
             self.widget = MultiCanvas(n_layers, width=int(width), height=int(height))
             self.layers = [self.widget[i] for i in range(n_layers)]
+        self._pin_css_size(width, height)
         self.images: list[Optional[np.ndarray]] = [None] * n_layers
         self.painters: list[Optional[Painter]] = [None] * n_layers
         self.draws = 0
@@ -104,10 +105,19 @@ class LayeredCanvas:
         """``(height, width)`` in pixels."""
         return int(self.layers[0].height), int(self.layers[0].width)
 
+    def _pin_css_size(self, width: int, height: int) -> None:
+        # A <canvas> in a flex box is stretched to the box (its aspect ratio kept): tiles
+        # grew huge. Pinning the CSS size to the pixel size shows every pixel once; a
+        # user may still override ``widget.layout`` (mouse coordinates follow the CSS size).
+        layout = self.widget.layout
+        layout.width, layout.height = f"{int(width)}px", f"{int(height)}px"
+        layout.flex, layout.align_self = "0 0 auto", "flex-start"
+
     def resize(self, width: int, height: int) -> None:
         """Change the size; every layer is cleared (content must be set again)."""
         if (int(height), int(width)) == self.size:
             return
+        self._pin_css_size(width, height)
         self.widget.width, self.widget.height = int(width), int(height)
         if len(self.layers) == 1:
             return

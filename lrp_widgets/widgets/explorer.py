@@ -39,7 +39,7 @@ import torch
 
 from lrp_widgets.analysis import mse, smape
 from lrp_widgets.engine import COMPOSITE_NAMES, Explainer, Explanation, InputError, LRPError
-from lrp_widgets.render import (COLORMAPS, GridLayout, channel_grid, get_colormap,
+from lrp_widgets.render import (COLORMAPS, GridLayout, channel_grid, get_colormap, heatmap_2d,
                                 heatmap_to_rgba, image_to_rgba, normalize_image, overlay,
                                 upscale_to_canvas)
 
@@ -55,6 +55,15 @@ from .scheduler import LatestWins, Superseded
 __all__ = ["Explorer", "analysis_function"]
 
 MAX_UPLOADS = 16
+
+#: Colour scales of the selection's heatmap: its own peak, or the full heatmap's.
+SCALES = ("own", "shared")
+#: Largest channel-grid tile (pixels): few channels still fill the grid's box.
+MAX_TILE = 96
+_CMAP_NOTES = {"bwr": "red: for the class, blue: against",
+               "blue_orange": "orange: for the class, blue: against",
+               "gray": "white: for the class, black: against",
+               "dusk": "yellow: for the class, dark blue: against"}
 
 
 def analysis_function(module: str, name: str) -> Optional[Callable[..., Any]]:
@@ -125,6 +134,7 @@ class _Request:
     choice: Choice = field(default_factory=Choice)
     cmap: str = "bwr"
     tiles: str = "relevance"
+    scale: str = "own"                # colour scale of the selection's heatmap
     unit: str = "channel"
     submitted: float = field(default=0.0, compare=False)
 
@@ -291,12 +301,28 @@ class Explorer(W.VBox):
         self._grid_width = grid_width
         self.image_canvas = LayeredCanvas(3, w * s, h * s)        # image, heatmap, brush
         self.grid_canvas = LayeredCanvas(3, grid_width, grid_width)  # tiles, selection, brush
+        # The grid lives in a box of fixed size: layers with few or many channels keep the
+        # layout still; grids larger than the box (thousands of channels) scroll in it.
+        box = grid_width + 14                                     # room for a scrollbar
+        self.grid_box = W.Box([self.grid_canvas.widget], layout=W.Layout(
+            width=f"{box}px", height=f"{box}px", overflow="auto", flex="0 0 auto"))
+        self.grid_box.add_class("lrp-grid-box")
         self.panels = {name: LayeredCanvas(1, w * p, h * p)
                        for name in ("heatmap", "selection", "deconvolution")}
-        self.panel_labels = {name: W.HTML() for name in self.panels}
+        self._panel_width = max(w * p, 204)
+        self.panel_labels = {name: W.HTML(layout=W.Layout(width=f"{self._panel_width}px"))
+                             for name in self.panels}
+        self.image_title = W.HTML(_title("input and heatmap"),
+                                  layout=W.Layout(width=f"{max(w * s, 200)}px"))
+        self.image_hint = W.HTML(layout=W.Layout(width=f"{max(w * s, 200)}px"))
+        self.grid_title = W.HTML(_title("channels"), layout=W.Layout(width=f"{box}px"))
+        self.grid_hint = W.HTML(layout=W.Layout(width=f"{box}px"))
         self.curve_plot = CurvePlot()
         self.bar_plot = BarPlot(self._guard(self._on_bars))
         self.graph_plot = GraphPlot(self._guard(self._on_graph_node))
+        for plot in (self.curve_plot, self.bar_plot, self.graph_plot):
+            plot.figure.layout.width, plot.figure.layout.height = "400px", "270px"
+        self.curve_plot.progress.layout.width = "380px"
         self._build_controls()
         self._wire()
         self.children = self._sections()
@@ -317,34 +343,57 @@ class Explorer(W.VBox):
         self.add_class("lrp-explorer")
 
     def _build_controls(self) -> None:
-        wide = W.Layout(width="260px")
-        self.image_select = W.Dropdown(description="image", layout=wide)
+        def box(width: str) -> W.Layout:
+            return W.Layout(width=width, margin="2px 12px 2px 0")
+        label = {"description_width": "70px"}
+        short = {"description_width": "44px"}
+
+        def toggles(options: list[str], description: str, width: str = "72px",
+                    **kw: Any) -> W.ToggleButtons:
+            # No description: ipywidgets draws it above the buttons; the layout puts a
+            # label beside them instead (see _sections).
+            return W.ToggleButtons(options=options, tooltip=description,
+                                   style={"button_width": width}, **kw)
+        self.image_select = W.Dropdown(description="image", layout=box("250px"), style=label)
         self.upload = W.FileUpload(accept=".png,.jpg,.jpeg,image/png,image/jpeg",
-                                   multiple=False, description="upload")
-        self.target_select = W.Dropdown(description="target", layout=wide)
+                                   multiple=False, description="upload",
+                                   layout=box("120px"))
+        self.target_select = W.Dropdown(description="target", layout=box("250px"), style=label)
         self.composite_select = W.Dropdown(options=list(COMPOSITE_NAMES),
-                                           description="composite", layout=wide)
-        self.layer_select = W.Dropdown(description="layer", layout=wide)
+                                           description="composite", layout=box("290px"),
+                                           style=label)
+        self.layer_select = W.Dropdown(description="layer", layout=box("250px"), style=label)
         self.cmap_select = W.Dropdown(options=list(COLORMAPS), value="bwr",
-                                      description="colours", layout=wide)
-        self.unit_select = W.ToggleButtons(options=["channel", "neuron"], description="unit")
-        self.tiles_select = W.ToggleButtons(options=["relevance", "activation"],
-                                            description="tiles")
-        self.k_slider = W.IntSlider(value=8, min=1, max=8, description="k")
-        self.topk_button = W.Button(description="top-k", tooltip="select the k most relevant")
-        self.clear_button = W.Button(description="clear")
-        self.invert_button = W.Button(description="invert")
-        self.optimise_button = W.Button(description="optimise",
+                                      description="colours", layout=box("250px"), style=label)
+        self.unit_select = toggles(["channel", "neuron"], "unit", "92px",
+                                   tooltips=["top-k, the curve and the optimiser rank channels",
+                                             "... rank single neurons"])
+        self.tiles_select = toggles(["relevance", "activation"], "tiles", "92px",
+                                    tooltips=["tiles show each channel's relevance",
+                                              "tiles show each channel's activation"])
+        self.scale_select = toggles(list(SCALES), "scale", "72px", tooltips=[
+            "the selection's heatmap at its own peak: small contributions stay visible",
+            "the full heatmap's colour scale: compare magnitudes with the full heatmap"])
+        self.k_slider = W.IntSlider(value=8, min=1, max=8, description="k", style=short,
+                                    layout=W.Layout(width="232px"))
+        small = W.Layout(width="112px", margin="2px 4px 2px 0")
+        self.topk_button = W.Button(description="top-k", layout=small,
+                                    tooltip="select the k most relevant")
+        self.clear_button = W.Button(description="clear", layout=small)
+        self.invert_button = W.Button(description="invert", layout=small)
+        self.optimise_button = W.Button(description="optimise", layout=small,
                                         tooltip="smallest selection close to the full heatmap")
         self.add_toggle = W.ToggleButton(
-            value=False, description="add (shift)",
+            value=False, description="add (shift)", layout=W.Layout(width="228px"),
             tooltip="gestures add to the selection (pressing Shift on a canvas does this "
                     "for the next gesture: ipycanvas mouse events carry no modifier keys)")
-        self.bar_mode = W.ToggleButtons(options=["click", "brush"], description="bars")
-        self.export_path = W.Text(value="lrp_export", description="export to")
-        self.export_button = W.Button(description="export")
-        self.download = W.HTML()
-        self.status = W.HTML()
+        self.bar_mode = toggles(["click", "brush"], "bars: click a bar or brush an interval",
+                                "70px")
+        self.export_path = W.Text(value="lrp_export", description="export to",
+                                  style=label, layout=W.Layout(width="230px"))
+        self.export_button = W.Button(description="export", layout=W.Layout(width="110px"))
+        self.download = W.HTML(layout=W.Layout(width="230px"))
+        self.status = W.HTML(layout=W.Layout(margin="2px 0 2px 4px"))
 
     def _wire(self) -> None:
         g = self._guard
@@ -354,6 +403,7 @@ class Explorer(W.VBox):
                                 (self.layer_select, self._on_layer),
                                 (self.cmap_select, self._on_look),
                                 (self.tiles_select, self._on_look),
+                                (self.scale_select, self._on_look),
                                 (self.unit_select, self._on_unit),
                                 (self.upload, self._on_upload),
                                 (self.bar_mode, self._on_bar_mode)):
@@ -369,27 +419,58 @@ class Explorer(W.VBox):
                                        g(self._image_released), g(self._arm_add), guard=None)
 
     def _sections(self) -> list[W.Widget]:
-        def titled(title: str, *body: W.Widget) -> W.VBox:
-            return W.VBox([W.HTML(f"<b>{title}</b>"), *body])
-        buttons = W.HBox([self.k_slider, self.topk_button, self.clear_button,
-                          self.invert_button, self.optimise_button, self.add_toggle])
-        panels = W.HBox([titled(t, self.panels[n].widget, self.panel_labels[n])
-                         for n, t in (("heatmap", "full heatmap"),
-                                      ("selection", "heatmap of the selection"),
-                                      ("deconvolution", "deconvolution of the selection"))])
+        """The layout, top to bottom: controls and status; input and channel grid beside
+        the selection tools; the three panels (each with its label under it) beside the
+        selection curve; the channel bars, the relevance graph and export.
+
+        Every part has a fixed size and rows wrap, so the widget fits a notebook about
+        1100 px wide and stays usable in narrower ones.
+        """
+        def column(*body: W.Widget, width: Optional[int] = None) -> W.VBox:
+            layout = W.Layout(margin="0 12px 10px 0", align_items="flex-start",
+                              flex="0 0 auto")
+            if width is not None:
+                layout.width = f"{width}px"
+            return W.VBox(list(body), layout=layout)
+
+        def row(*body: W.Widget) -> W.HBox:
+            return W.HBox(list(body), layout=W.Layout(flex_flow="row wrap",
+                                                      align_items="flex-start"))
+
+        def labelled(text: str, widget: W.Widget) -> W.HBox:
+            return W.HBox([W.Label(text, layout=W.Layout(width="44px", margin="0 4px 0 0")),
+                           widget], layout=W.Layout(align_items="center", margin="2px 0"))
+        pw = self._panel_width
+        tools = column(
+            W.HTML(_title("selection")),
+            labelled("unit", self.unit_select),
+            self.k_slider,
+            W.HBox([self.topk_button, self.clear_button]),
+            W.HBox([self.invert_button, self.optimise_button]),
+            self.add_toggle,
+            W.HTML(_block(_muted(
+                "drag over tiles: select those channels · click a tile: toggle it · drag "
+                "on the input: the neurons at those positions · Shift (before the drag) or "
+                "add: add to the selection")), layout=W.Layout(width="232px", margin="6px 0")),
+            labelled("tiles", self.tiles_select),
+            width=250)
+        panels = [column(W.HTML(_title(t), layout=W.Layout(width=f"{pw}px")),
+                         self.panels[n].widget, self.panel_labels[n], *extra, width=pw)
+                  for n, t, extra in (("heatmap", "full heatmap", ()),
+                                      ("selection", "selection: heatmap",
+                                       (labelled("scale", self.scale_select),)),
+                                      ("deconvolution", "selection: deconvolution", ()))]
         return [
-            W.HBox([self.image_select, self.upload, self.target_select, self.composite_select]),
-            W.HBox([self.layer_select, self.cmap_select, self.unit_select, self.tiles_select]),
-            W.HBox([titled("input & heatmap (brush: neurons at those positions)",
-                           self.image_canvas.widget),
-                    titled("channels (brush, click; border colour = rank)",
-                           self.grid_canvas.widget, buttons)]),
-            panels,
-            W.HBox([W.VBox([self.curve_plot.figure, self.curve_plot.progress]),
-                    W.VBox([self.bar_plot.figure, self.bar_mode])]),
-            W.HBox([self.graph_plot.figure,
-                    W.VBox([self.export_path, self.export_button, self.download])]),
-            self.status,
+            row(self.image_select, self.upload, self.target_select, self.composite_select),
+            row(self.layer_select, self.cmap_select, self.status),
+            row(column(self.image_title, self.image_canvas.widget, self.image_hint),
+                column(self.grid_title, self.grid_box, self.grid_hint),
+                tools),
+            row(*panels, column(self.curve_plot.figure, self.curve_plot.progress)),
+            row(column(self.bar_plot.figure, labelled("bars", self.bar_mode)),
+                column(self.graph_plot.figure),
+                column(W.HTML(_title("export")), self.export_path, self.export_button,
+                       self.download, width=240)),
         ]
 
     def _start(self, composite: str, layer: Optional[str]) -> None:
@@ -420,7 +501,8 @@ class Explorer(W.VBox):
         return [self.image_select, self.upload, self.target_select, self.composite_select,
                 self.layer_select, self.cmap_select, self.unit_select, self.tiles_select,
                 self.k_slider, self.topk_button, self.clear_button, self.invert_button,
-                self.optimise_button, self.add_toggle, self.bar_mode, self.export_button]
+                self.optimise_button, self.add_toggle, self.bar_mode, self.export_button,
+                self.scale_select]
 
     # ------------------------------------------------------------------ public API
     @property
@@ -471,6 +553,7 @@ class Explorer(W.VBox):
             "image": self._images[req.image].name if req.image in self._images else req.image,
             "target": int(shown.exp.target), "target_name": self._class_name(shown.exp.target),
             "composite": req.composite, "layer": req.layer, "unit": req.unit,
+            "scale": req.scale,
             "channels": choice.selected_channels(),
             "region": None if choice.region is None else np.argwhere(choice.region).tolist(),
             "neurons": choice.neuron_count(shown.shape),
@@ -566,6 +649,13 @@ class Explorer(W.VBox):
     def invert(self, wait: bool = True) -> None:
         """Select the other channels (or neurons)."""
         self._change(wait, choice=self._require().choice.inverted(self._n_channels()))
+
+    def set_scale(self, scale: str, wait: bool = True) -> None:
+        """Colour scale of the selection's heatmap: ``"own"`` (its own peak, the default:
+        small selections stay visible) or ``"shared"`` (the full heatmap's scale)."""
+        if scale not in SCALES:
+            raise InputError(f"scale must be one of {', '.join(map(repr, SCALES))}, got {scale!r}")
+        self._change(wait, scale=scale)
 
     def set_unit(self, unit: str, wait: bool = True) -> None:
         """``"channel"`` or ``"neuron"``: what top-k, the curve and the optimiser rank."""
@@ -798,7 +888,8 @@ class Explorer(W.VBox):
                       "heatmap_overlay": heatmap_to_rgba(full, cmap=req.cmap, alpha="abs")}
         else:
             images = {k: prev.images[k] for k in ("input", "heatmap", "heatmap_overlay")}
-        images["selection_heatmap"] = heatmap_to_rgba(cond, cmap=req.cmap)
+        vmax = _peak(full) if req.scale == "shared" else 0.0
+        images["selection_heatmap"] = heatmap_to_rgba(cond, cmap=req.cmap, vmax=vmax or None)
         images["deconvolution"] = image_to_rgba(normalize_image(deconv))
         images["channel_grid"] = self._grid(req, exp)[0]
         return images
@@ -816,7 +907,8 @@ class Explorer(W.VBox):
             borders = get_colormap("dusk").map_unit(1.0 - rank / max(n - 1, 1))
             cmap = req.cmap if req.tiles == "relevance" else "dusk"
             hit = channel_grid(maps.cpu().numpy(), pad=2,
-                               tile_size=grid_tile_size(n, self._grid_width, pad=2),
+                               tile_size=grid_tile_size(n, self._grid_width, pad=2,
+                                                        maximum=MAX_TILE),
                                cmap=cmap, borders=list(borders), return_layout=True)
             self._grids.put(key, hit)
         return hit
@@ -835,8 +927,7 @@ class Explorer(W.VBox):
             self.grid_canvas.resize(layout.width, layout.height)
             self.grid_canvas.show(0, images["channel_grid"])
             self.grid_canvas.show(2)
-        self.grid_canvas.show(1, painter=_outline_painter(
-            tile_outlines(layout, choice.selected_channels())))
+        self.grid_canvas.show(1, painter=_selection_painter(layout, choice.selected_channels()))
         ic.show(2, painter=_region_painter(choice.region, ic.size))
         for name, key in (("selection", "selection_heatmap"), ("deconvolution", "deconvolution")):
             p = self.panels[name]
@@ -855,18 +946,36 @@ class Explorer(W.VBox):
             self._show_curve(self._curves.get(self._analysis_key(req)), self._analysis_key(req))
         self.unit_select.value = req.unit
         self.cmap_select.value, self.tiles_select.value = req.cmap, req.tiles
+        self.scale_select.value = req.scale
         n_units = int(np.prod(shown.shape)) if req.unit == "neuron" else int(shown.shape[0])
         self.k_slider.max = max(1, n_units)
         self.bar_plot.set_selected(choice.selected_channels())
         size = _selection_size(choice, req.unit, shown.shape)
         self.curve_plot.set_marker(size, shown.mse, shown.smape)
-        self.panel_labels["heatmap"].value = (
+        self.panel_labels["heatmap"].value = _block(
             f"class {html.escape(self._class_name(exp.target))} "
-            f"(p = {float(exp.probabilities[exp.target]):.3f})")
-        self.panel_labels["selection"].value = (
-            f"{len(choice.selected_channels())} channels, {choice.neuron_count(shown.shape)} "
-            f"neurons · MSE {shown.mse:.4g} · SMAPE {shown.smape:.1f}%")
-        self.panel_labels["deconvolution"].value = f"layer {html.escape(req.layer)}"
+            f"(p = {float(exp.probabilities[exp.target]):.3f})<br>"
+            + _muted(_CMAP_NOTES.get(req.cmap, f"colours: {req.cmap}")))
+        self.panel_labels["selection"].value = _block(
+            f"{_count(len(choice.selected_channels()), 'channel')}, "
+            f"{_count(choice.neuron_count(shown.shape), 'neuron')}<br>"
+            f"MSE {shown.mse:.4g} · SMAPE {shown.smape:.1f}%"
+            f"<br>{_muted(_scale_note(req.scale, shown.cond, shown.full))}")
+        self.panel_labels["deconvolution"].value = _block(
+            f"layer {html.escape(req.layer)}<br>{_muted('grey = 0, scaled to its own range')}")
+        if new_layer:
+            self._refresh_titles(req.layer, shown.shape, shown.layout)
+
+    def _refresh_titles(self, layer: str, shape: tuple[int, ...], layout: GridLayout) -> None:
+        n = int(shape[0])
+        scroll = layout.width > self._grid_width or layout.height > self._grid_width
+        self.grid_title.value = _title(f"{n} channels of {layer}")
+        self.grid_hint.value = _block(_muted(
+            "border colour = relevance rank (bright: most relevant)"
+            + (" · scroll for more channels" if scroll else "")))
+        where = (f"drag: the layer's neurons under the rectangle ({shape[1]}x{shape[2]} positions)"
+                 if len(shape) == 3 else "this layer has no positions: select in the grid")
+        self.image_hint.value = _block(_muted(f"overlay: the full heatmap · {where}"))
 
     def _refresh_targets(self, exp: Explanation) -> None:
         probs = exp.probabilities.detach().cpu().numpy()
@@ -1042,7 +1151,8 @@ class Explorer(W.VBox):
             self._change(False, layer=change["new"], choice=Choice())
 
     def _on_look(self, _change: dict) -> None:
-        self._change(False, cmap=self.cmap_select.value, tiles=self.tiles_select.value)
+        self._change(False, cmap=self.cmap_select.value, tiles=self.tiles_select.value,
+                     scale=self.scale_select.value)
 
     def _on_unit(self, change: dict) -> None:
         self._change(False, unit=change["new"])
@@ -1199,6 +1309,41 @@ def _describe(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
+def _peak(heatmap: Any) -> float:
+    """Largest absolute value of a heatmap as it is drawn (summed over channels)."""
+    h = heatmap_2d(heatmap)
+    return float(np.abs(h).max()) if h.size else 0.0
+
+
+def _scale_note(scale: str, cond: Any, full: Any) -> str:
+    """What the selection panel's colours mean (its label says it)."""
+    top, peak = _peak(full), _peak(cond)
+    if peak == 0:
+        return f"colours: {'full heatmap' if scale == 'shared' else 'own'} scale (all zero)"
+    ratio = f"{peak / top:.0%}" if top > 0 else "n/a"
+    if scale == "shared":
+        return f"colours: full heatmap's scale (peak {ratio} of full)"
+    return f"colours: own scale, peak {ratio} of full"
+
+
+def _muted(text: str) -> str:
+    return f'<span style="color:#666;font-size:90%">{html.escape(text, quote=False)}</span>'
+
+
+def _count(n: int, noun: str) -> str:
+    """``"0 channels"``, ``"1 channel"``, ``"3 channels"``."""
+    return f"{n} {noun}{'' if n == 1 else 's'}"
+
+
+def _block(inner: str) -> str:
+    """HTML for a label: ipywidgets' HTML has a 28-px line height, too loose for text."""
+    return f'<div style="line-height:1.35;padding:2px 0">{inner}</div>'
+
+
+def _title(text: str) -> str:
+    return f'<b style="white-space:nowrap">{html.escape(text)}</b>'
+
+
 def _index(c: Any) -> int:
     if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
         raise InputError(f"channels must be integers, got {c!r}")
@@ -1295,6 +1440,27 @@ def _rect_painter(x0: float, y0: float, x1: float, y1: float) -> Callable[[Any],
         c.set_line_dash([4, 3])
         c.stroke_rect(min(x0, x1), min(y0, y1), abs(x1 - x0), abs(y1 - y0))
         c.set_line_dash([])
+    return paint
+
+
+def _selection_painter(layout: GridLayout, selected: Sequence[int]
+                       ) -> Optional[Callable[[Any], None]]:
+    """Selected tiles outlined in the selection colour, the others dimmed (the rank
+    borders use greens too: an outline alone is easy to miss)."""
+    if not selected:
+        return None
+    chosen = set(int(c) for c in selected)
+    # Whole cells, rank border included: the chosen tiles keep their colours.
+    dim = tile_outlines(layout, [t for t in range(layout.n) if t not in chosen]) + (
+        [-0.5, -0.5, 1.0, 1.0] if layout.pad else 0.0)
+    outline = _outline_painter(tile_outlines(layout, sorted(chosen)))
+
+    def paint(c: Any) -> None:
+        if len(dim):
+            c.fill_style = "rgba(255, 255, 255, 0.65)"
+            c.fill_rects(dim[:, 0], dim[:, 1], dim[:, 2], dim[:, 3])
+        if outline is not None:
+            outline(c)
     return paint
 
 

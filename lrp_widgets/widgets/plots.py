@@ -39,7 +39,7 @@ SMAPE_COLOR = "#ff7f0e"
 def _figure(marks: list, axes: list, title: str, width: str = "440px",
             height: str = "280px") -> Figure:
     return Figure(marks=marks, axes=axes, title=title, animation_duration=0,
-                  fig_margin={"top": 40, "bottom": 40, "left": 55, "right": 55},
+                  fig_margin={"top": 40, "bottom": 40, "left": 74, "right": 55},
                   layout=Layout(width=width, height=height))
 
 
@@ -72,7 +72,7 @@ class CurvePlot:
                                     marker="diamond", default_size=90, stroke="black")
         axes = [Axis(scale=self.x_scale, label="k (top-k by relevance)"),
                 Axis(scale=self.mse_scale, side="left", label="MSE",
-                     tick_format=".2g"),
+                     tick_format=".2g", label_offset="8ex"),     # clear of "0.00080"
                 Axis(scale=self.smape_scale, side="right",
                      label="SMAPE (%)")]
         self.figure = _figure([self.mse_line, self.smape_line, self.mse_marker,
@@ -131,7 +131,7 @@ class BarPlot:
         self.brush = BrushIntervalSelector(scale=self.x_scale, marks=[self.bars], color=SELECTED)
         axes = [Axis(scale=self.x_scale, label="channels by relevance rank", num_ticks=5),
                 Axis(scale=self.y_scale, side="left", label="relevance",
-                     tick_format=".2g")]
+                     tick_format=".2g", label_offset="8ex")]
         self.figure = _figure([self.bars], axes, "channel relevance")
         self.bars.on_element_click(self._clicked)
         self.brush.observe(self._brushed, names=["selected", "brushing"])
@@ -251,29 +251,37 @@ class GraphPlot:
         self.nodes: list = []
         self.x_scale = LinearScale()
         self.y_scale = LinearScale()
-        self.mark = Graph(node_data=[], link_data=[], x=np.zeros(0), y=np.zeros(0),
-                          scales={"x": self.x_scale, "y": self.y_scale}, link_type="line",
-                          directed=True, static=True, colors=[UNSELECTED],
-                          interactions={"click": "select"})
+        self.mark = self._new_mark()
         self.figure = _figure([self.mark], [], "relevance graph of the selection")
-        self.mark.on_element_click(self._clicked)
+
+    def _new_mark(self, node_data: Sequence[dict] = (), link_data: Sequence[dict] = (),
+                  x: Any = (), y: Any = (), colors: Sequence[str] = ()) -> Graph:
+        mark = Graph(node_data=list(node_data), link_data=list(link_data),
+                     x=np.asarray(x, dtype=np.float64), y=np.asarray(y, dtype=np.float64),
+                     scales={"x": self.x_scale, "y": self.y_scale}, link_type="line",
+                     directed=True, static=True, colors=list(colors) or [UNSELECTED],
+                     interactions={"click": "select"})
+        mark.on_element_click(self._clicked)
+        return mark
+
+    def _show(self, mark: Graph) -> None:
+        # bqplot's Graph view does not redraw changed data reliably: d3's forceLink turns
+        # the links' indices into node objects of the first drawing, so later drawings
+        # show stale nodes and links ending in mid-air. A fresh mark per graph avoids it.
+        old, self.mark = self.mark, mark
+        self.figure.marks = [mark]
+        old.close()
 
     def set_graph(self, graph: Any, positions: dict, selected: Sequence[Hashable] = ()) -> None:
         """Show a graph (see :func:`graph_view_data`)."""
         d = graph_view_data(graph, positions, selected)
         self.nodes = d["nodes"]
-        with self.mark.hold_sync():
-            self.mark.node_data = d["node_data"]
-            self.mark.link_data = d["link_data"]
-            self.mark.x, self.mark.y = d["x"], d["y"]
-            self.mark.colors = d["colors"] or [UNSELECTED]
+        self._show(self._new_mark(d["node_data"], d["link_data"], d["x"], d["y"], d["colors"]))
 
     def clear(self) -> None:
         """Show no graph."""
         self.nodes = []
-        with self.mark.hold_sync():
-            self.mark.node_data, self.mark.link_data = [], []
-            self.mark.x, self.mark.y = np.zeros(0), np.zeros(0)
+        self._show(self._new_mark())
 
     def _clicked(self, _mark: Any, content: dict) -> None:
         data = content.get("data") or {}

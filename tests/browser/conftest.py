@@ -91,7 +91,8 @@ def _server(cmd: list[str], flags: str, root: Path, tmp: Path, url_path: str):
 
 
 @pytest.fixture(scope="session")
-def lab(served_notebooks, tmp_path_factory):
+def lab(browser, served_notebooks, tmp_path_factory):
+    # `browser` first: without chromium or Playwright, skip before starting a server
     tmp = tmp_path_factory.mktemp("lab")
     proc, port, token, log = _server(
         [sys.executable, "-m", "jupyter", "lab",
@@ -104,7 +105,7 @@ def lab(served_notebooks, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def voila(served_notebooks, tmp_path_factory):
+def voila(browser, served_notebooks, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("voila")
     proc, port, token, log = _server([sys.executable, "-m", "voila"], "voila",
                                      served_notebooks, tmp, "/")
@@ -122,7 +123,16 @@ def page(browser, request):
     failed = getattr(request.node, "rep_call", None)
     if failed is not None and failed.failed:
         ARTIFACTS.mkdir(exist_ok=True)
-        page.screenshot(path=str(ARTIFACTS / f"{request.node.name}.png"), full_page=True)
+        name = request.node.name
+        try:
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+            # JupyterLab scrolls inside the notebook, not the page: the Explorer itself too
+            explorer = page.locator(".lrp-explorer")
+            if explorer.count():
+                explorer.first.screenshot(path=str(ARTIFACTS / f"{name}-explorer.png"),
+                                          timeout=10_000)
+        except Exception as exc:        # a dead page must not hide the test's own failure
+            print(f"no failure screenshot for {name}: {exc}")
     context.close()
 
 

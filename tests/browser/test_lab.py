@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import re
-
-from playwright.sync_api import Page
+from typing import TYPE_CHECKING
 
 from .conftest import ARTIFACTS
+from .helpers import canvas_pixels, marker_position, wait_updated
+
+if TYPE_CHECKING:                   # playwright may be missing: the tests then skip
+    from playwright.sync_api import Page
 
 
 def open_notebook(page: Page, base: str, token: str, name: str) -> None:
@@ -57,27 +60,6 @@ def test_quickstart_runs_in_jupyterlab(lab, page):
     assert error_outputs(page) == []
     # the widgets rendered: at least the canvases of the heatmap panels
     assert page.locator("canvas").count() >= 4
-
-
-def canvas_pixels(page: Page, selector: str) -> str:
-    """The pixels of the (top) canvas in an element, as a data URL."""
-    return page.evaluate(
-        """(sel) => { const cs = document.querySelectorAll(`canvas${sel}, ${sel} canvas`);
-                      return [...cs].map(c => c.toDataURL()).join('|'); }""", selector)
-
-
-def marker_position(page: Page) -> str:
-    return page.evaluate(
-        """() => [...document.querySelectorAll('.lrp-curve .dot')]
-                 .map(d => d.parentNode.getAttribute('transform')).join(';')""")
-
-
-def wait_updated(page: Page, before: str, timeout: float = 120_000) -> None:
-    page.wait_for_function(
-        """(before) => { const s = document.querySelector('.lrp-status');
-                         const r = document.querySelector('.lrp-selection-readout');
-                         return s && r && s.textContent.includes('updated') &&
-                                r.textContent !== before; }""", arg=before, timeout=timeout)
 
 
 def test_explorer_in_jupyterlab_as_a_user(lab, page):
