@@ -324,3 +324,28 @@ def test_conditional_relevance_at_lower_layer(cnn64, x_image64):
     torch.testing.assert_close(parts.sum(0), exp.relevance("4"), rtol=1e-9, atol=1e-12)
     with pytest.raises(InputError, match="not below"):
         exp.conditional_relevance("4", [[0]], at="10")
+
+
+def test_positive_relevance_shortcut_is_exact(x_image64):
+    """The gamma rule skips its negative half where the graph proves no relevance can
+    reach negative outputs; forcing the general path must give the same numbers."""
+    torch.manual_seed(0)
+    vgg = torchvision.models.vgg11().double().eval()
+    ex = Explainer(vgg, "epsilon_gamma_box", input_bounds=(-5, 5))
+    flags = {s.name: s.layer.positive_relevance_only for s in ex.plan.steps
+             if hasattr(s, "layer")}
+    assert flags["features.3"] and not flags["classifier.6"]      # the output layer: never
+    x = torch.randn(3, 64, 64, dtype=torch.float64)
+    fast = ex.explain(x)
+    fast_maps = (fast.heatmap().clone(), fast.conditional_heatmap("features.8", channels=[3]))
+    for s in ex.plan.steps:
+        if hasattr(s, "layer"):
+            s.layer.positive_relevance_only = False
+    slow = ex.explain(x)
+    torch.testing.assert_close(slow.heatmap(), fast_maps[0], rtol=0, atol=0)
+    torch.testing.assert_close(slow.conditional_heatmap("features.8", channels=[3]),
+                               fast_maps[1], rtol=0, atol=0)
+    res = Explainer(torchvision.models.resnet18(), "epsilon_gamma_box", input_bounds=(-5, 5))
+    res_flags = {s.name: s.layer.positive_relevance_only for s in res.plan.steps
+                 if hasattr(s, "layer")}
+    assert res_flags["layer1.0.conv1"] and not res_flags["layer1.0.conv2"]  # feeds a sum

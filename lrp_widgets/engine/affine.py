@@ -54,6 +54,9 @@ class AffineLayer:
     batchnorm: Optional[nn.Module] = None
     batchnorm_name: str = ""
     padding: tuple[int, ...] = field(default=(), init=False)
+    #: set by the Explainer when the graph guarantees that relevance at this layer's
+    #: output is zero wherever the output is <= 0 (see relevance_support.py)
+    positive_relevance_only: bool = field(default=False, init=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -20,6 +20,7 @@ from torch import nn
 from .composites import Composite, Sum, resolve_composite
 from .errors import InputError, UnsupportedLayerError
 from .plan import Plan, build_plan
+from .relevance_support import mark_positive_relevance
 from .steps import AffineStep, InputStep, LinearMapStep, StepPropagator, SumStep
 
 Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
@@ -67,6 +68,7 @@ class Explainer:
         self.canonize = canonize
         self.plan: Plan = build_plan(model, canonize)
         self.rules = self._assign_rules()
+        mark_positive_relevance(self.plan, self.rules)
 
     @property
     def layers(self) -> list[str]:

@@ -192,6 +192,13 @@ class Gamma(Rule):
                                                            weight + g * weight.clamp(max=0)))
         b_up = None if bias is None else bias + g * bias.clamp(min=0)
         up_terms, down_terms = _signed_terms(x, [(w_up, w_down), (w_down, w_up)])
+        if layer.positive_relevance_only:
+            # The graph guarantees no relevance on outputs <= 0 (a ReLU follows and
+            # everything above weighs relevance by its input): only the first half of
+            # the rule can receive any, and masking it would change no number.
+            z_up = _forward_terms(layer, [up_terms], [b_up])[0]
+            d_up = stabilize(z_up, self.stabilizer)
+            return lambda r: _backward_terms(layer, [up_terms], [r / d_up], x.shape)
         # 0/1 float masks: multiplying by them is far cheaper on CPU than boolean ops
         sign = torch.sign(z)
         positive, negative = sign.clamp(min=0), sign.neg().clamp_(min=0)
