@@ -40,9 +40,8 @@ import argparse
 import os
 import sys
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterator, Optional, Sequence
+from typing import Any, Callable, Optional, Sequence
 
 import torch
 from torch import nn
@@ -54,7 +53,7 @@ from lrp_widgets.analysis import (border_share, constant_region_share,  # noqa: 
                                   distractor_share, pointing_game, relevance_mass_accuracy)
 from lrp_widgets.data import Dataset  # noqa: E402
 from lrp_widgets.engine import Explainer  # noqa: E402
-from lrp_widgets.models.training import temporary_mode  # noqa: E402
+from lrp_widgets.models.training import temporary_mode, temporary_threads  # noqa: E402
 
 COMPOSITES: tuple[str, ...] = ("epsilon", "epsilon_plus_flat", "epsilon_gamma_box",
                                "epsilon_alpha2_beta1")
@@ -295,17 +294,6 @@ def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-@contextmanager
-def _threads(num_threads: int) -> Iterator[None]:
-    # torch.set_num_threads is process-wide: restore the caller's setting.
-    previous = torch.get_num_threads()
-    torch.set_num_threads(num_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train_steered(model: nn.Module, dataset: Dataset, epochs: int, lr: float, batch_size: int,
                   seed: int, weight: float, num_threads: int = 1) -> nn.Module:
     """Train like :func:`lrp_widgets.models.train`, with :func:`steering_loss`.
@@ -335,7 +323,7 @@ def train_steered(model: nn.Module, dataset: Dataset, epochs: int, lr: float, ba
     """
     shuffle = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    with _threads(num_threads), torch.random.fork_rng(devices=[]):
+    with temporary_threads(num_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.train()
         for _ in range(epochs):

@@ -36,7 +36,8 @@ class History:
 
 
 @contextmanager
-def _threads(num_threads: int | None) -> Iterator[None]:
+def temporary_threads(num_threads: int | None) -> Iterator[None]:
+    """Use ``num_threads`` torch threads for a while (None: leave as is); restore after."""
     # torch.set_num_threads is process-wide: set it only for the duration.
     if num_threads is None:
         yield
@@ -102,7 +103,7 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
     history = History()
     start = time.perf_counter()
-    with _threads(num_threads), torch.random.fork_rng(devices=[]):
+    with temporary_threads(num_threads), torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model.train()
         for epoch in range(1, epochs + 1):
