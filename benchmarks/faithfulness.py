@@ -401,7 +401,7 @@ def run(config: RunConfig, specs: Sequence[DataSpec] = DATA_SPECS,
         log: Callable[[str], None] = lambda message: None) -> list[Row]:
     """Train, explain and score every data set x architecture x training x composite."""
     rows: list[Row] = []
-    with _threads(config.threads):
+    with temporary_threads(config.threads):
         for spec in specs:
             train_set, test = make_data(spec, config)
             bounds = input_bounds(train_set, test)
