@@ -349,3 +349,15 @@ def test_positive_relevance_shortcut_is_exact(x_image64):
     res_flags = {s.name: s.layer.positive_relevance_only for s in res.plan.steps
                  if hasattr(s, "layer")}
     assert res_flags["layer1.0.conv1"] and not res_flags["layer1.0.conv2"]  # feeds a sum
+
+
+def test_is_cut_tells_where_partitions_add_up():
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(num_classes=4).double().eval()
+    exp = Explainer(model, "epsilon_plus").explain(torch.rand(3, 32, 32, dtype=torch.float64))
+    assert exp.is_cut("layer2.0") and exp.is_cut("maxpool") and exp.is_cut("fc")
+    assert not exp.is_cut("layer2.0.conv1")                    # the skip path goes around it
+    n = exp.layer_shape("layer2.0.conv1")[0]
+    halves = exp.conditional_heatmaps("layer2.0.conv1", [list(range(n // 2)),
+                                                          list(range(n // 2, n))])
+    assert not torch.allclose(halves.sum(0), exp.heatmap())   # hence not the full heatmap

@@ -167,35 +167,15 @@ def default_levels(exp: Explanation, layer: str, depth: int) -> list[str]:
         name = listed.get(i)
         # an alias (listed name != step name) is a block output such as "layer3.1"
         candidate = name is not None and (steps[i].kind == "affine" or name != steps[i].name)
-        if candidate and _is_cut(exp, above, i):
+        if candidate and exp.plan.is_cut(i, above):
             found.append(name)
             above = i
     return found
 
 
-def _is_cut(exp: Explanation, upper: int, lower: int) -> bool:
-    """Does every path from step ``upper`` down to the input pass through step ``lower``?
-
-    Steps are in execution order, so a path that reaches a step below ``lower``
-    without visiting it has jumped over it (a skip connection).
-    """
-    steps = exp.plan.steps
-    seen, todo, reached = {upper}, [upper], False
-    while todo:
-        for j in steps[todo.pop()].inputs:
-            if j == lower:
-                reached = True
-            elif j < lower:
-                return False
-            elif j not in seen:
-                seen.add(j)
-                todo.append(j)
-    return reached
-
-
 def _cut_flags(exp: Explanation, names: list[str]) -> list[bool]:
     idx = [exp.layer_index(n) for n in names]
-    return [_is_cut(exp, up, low) for up, low in zip(idx, idx[1:])]
+    return [exp.plan.is_cut(low, up) for up, low in zip(idx, idx[1:])]
 
 
 def _level_weights(exp: Explanation, upper_layer: str, upper: list[int],

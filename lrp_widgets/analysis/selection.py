@@ -470,26 +470,6 @@ def _check_ks(ks: Optional[Sequence[int]], n: int, layer: str, unit: str) -> lis
     return sorted({_check_int(k, "k", 0, n, hint) for k in values})
 
 
-def _is_cut(exp: Any, layer: str) -> bool:
-    """Whether every path from the output to the input passes through ``layer``.
-
-    Then the maps of a partition of the layer's units add up to the full heatmap,
-    and the last increment of a curve that reaches all units is the full heatmap
-    minus the others: one backward pass saved.
-    """
-    plan, idx = exp.plan, exp.layer_index(layer)
-    seen, stack = {idx}, [plan.output]
-    while stack:
-        i = stack.pop()
-        if i == 0:
-            return False
-        if i in seen:
-            continue
-        seen.add(i)
-        stack.extend(plan.steps[i].inputs)
-    return True
-
-
 def _prefix_maps(space: _Units, order: list[int], ks: list[int], ticker: _Ticker
                  ) -> np.ndarray:
     """Flat maps of the first ``k`` units of ``order`` for each k: ``(len(ks), pixels)``.
@@ -511,7 +491,7 @@ def _prefix_maps(space: _Units, order: list[int], ks: list[int], ticker: _Ticker
             jobs.append((s, missing))
     derived = None
     last_is_rest = bool(jobs) and jobs[-1][0] == len(ks) - 1 and ks[-1] == space.n
-    if last_is_rest and _is_cut(space.exp, space.layer):
+    if last_is_rest and space.exp.is_cut(space.layer):
         derived = jobs.pop()[0]
     ticker.start(ticker.done + len(jobs))
     for (s, _), m in zip(jobs, _run_groups(space, [g for _, g in jobs], ticker)):

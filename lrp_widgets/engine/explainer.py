@@ -116,7 +116,7 @@ class Explainer:
             Relevance put on the output: the target's logit (CRP's convention) or 1.
         """
         device, dtype = self._device_dtype()
-        xb, batched = _check_input(x, device, dtype, self.plan.input_layout())
+        xb = _check_input(x, device, dtype, self.plan.input_layout())
         if init not in ("logit", "one_hot"):
             raise InputError(f"init must be 'logit' or 'one_hot', not {init!r}")
         t0 = time.perf_counter()
@@ -129,7 +129,7 @@ class Explainer:
         if not torch.isfinite(out).all():
             raise InputError("the model's output contains NaN or inf for this input")
         target = _check_target(target, out)
-        exp = Explanation(self, xb, batched, acts, ctxs, target, init)
+        exp = Explanation(self, xb, acts, ctxs, target, init)
         exp.timings["forward"] = time.perf_counter() - t0
         return exp
 
@@ -175,12 +175,11 @@ class Explanation:
     Created by :meth:`Explainer.explain`; see the API table in the README.
     """
 
-    def __init__(self, explainer: Explainer, x: torch.Tensor, batched: bool,
+    def __init__(self, explainer: Explainer, x: torch.Tensor,
                  acts: list[torch.Tensor], ctxs: list[Any], target: int, init: str) -> None:
         self.explainer = explainer
         self.plan = explainer.plan
         self.input = x
-        self._batched = batched
         self._acts = acts
         self._ctxs = ctxs
         self.target = target
@@ -229,6 +228,13 @@ class Explanation:
         totals = {name: float(self.relevance(name).sum()) for name in reversed(self.layers)}
         totals["input"] = float(self.heatmap().sum())
         return totals
+
+    def is_cut(self, layer: str) -> bool:
+        """Whether every path from the output to the input passes through ``layer``
+        (any VGG layer, a ResNet block's output; not a conv inside a residual branch).
+        Only then do the conditional heatmaps of a partition of its neurons add up to
+        :meth:`heatmap`."""
+        return self.plan.is_cut(self.layer_index(layer))
 
     def layer_shape(self, layer: str) -> tuple[int, ...]:
         """Shape of the layer's output without the batch axis."""
@@ -421,8 +427,8 @@ class Explanation:
 # -- input checks ----------------------------------------------------------------------
 
 def _check_input(x: Any, device: torch.device, dtype: torch.dtype,
-                 expected: Optional[tuple[int, str]]) -> tuple[torch.Tensor, bool]:
-    """Validate one input; return it with a batch axis of 1, and whether it came batched.
+                 expected: Optional[tuple[int, str]]) -> torch.Tensor:
+    """Validate one input; return it with a batch axis of 1 on the model's device and dtype.
 
     ``expected`` is (batched number of axes, description) when the first layer
     tells (Conv2d: 4, Conv1d: 3, Linear: 2), else None.
@@ -449,7 +455,7 @@ def _check_input(x: Any, device: torch.device, dtype: torch.dtype,
     if not torch.isfinite(xb).all():
         bad = "NaN" if torch.isnan(xb).any() else "inf"
         raise InputError(f"x contains {bad} values")
-    return xb, batched
+    return xb
 
 
 def _check_target(target: Optional[int], out: torch.Tensor) -> int:

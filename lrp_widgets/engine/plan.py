@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import builtins
 import operator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -65,10 +65,33 @@ class Plan:
     layers: list[str]                      # names users pick from, input to output
     output: int = -1
     first_affine: Optional[int] = None
-    notes: dict[str, str] = field(default_factory=dict)
 
     def index(self, name: str) -> int:
         return self.names[name]
+
+    def is_cut(self, lower: int, upper: Optional[int] = None) -> bool:
+        """Does every path from step ``upper`` (default: the output) down to the input
+        pass through step ``lower``?
+
+        Then conditional maps of a partition of ``lower``'s neurons add up to the
+        relevance that reaches the input from ``upper``. Steps are in execution order,
+        so a path that reaches a step below ``lower`` without visiting it has jumped
+        over it (a skip connection).
+        """
+        upper = self.output if upper is None else upper
+        if lower == upper:
+            return True
+        seen, todo, reached = {upper}, [upper], False
+        while todo:
+            for j in self.steps[todo.pop()].inputs:
+                if j == lower:
+                    reached = True
+                elif j < lower:
+                    return False
+                elif j not in seen:
+                    seen.add(j)
+                    todo.append(j)
+        return reached
 
     def input_layout(self) -> Optional[tuple[int, str]]:
         """Number of axes (with batch) the first consumer of the input expects, if it tells."""
@@ -357,7 +380,6 @@ def _listed_layers(steps: list[Step], aliases: dict[str, int]) -> list[str]:
     for i, step in enumerate(steps):
         if i in by_step:
             out.append(by_step[i])
-        elif step.listed and "@" not in step.name and "." in step.name or (
-                step.listed and step.module is not None and "@" not in step.name):
+        elif step.listed and "@" not in step.name:
             out.append(step.name)
     return out

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .affine import AffineLayer
-from .rules import Epsilon, Pass, Rule
+from .rules import Epsilon, Rule
 from .stabilize import stabilize
 
 Relevances = tuple[torch.Tensor, ...]
@@ -315,4 +315,4 @@ def batchnorm_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 __all__ = ["Step", "InputStep", "AffineStep", "PassStep", "ReshapeStep", "MaxPoolStep",
            "LinearMapStep", "SumStep", "CatStep", "activation_fn", "pooling_fn",
-           "batchnorm_fn", "Pass"]
+           "batchnorm_fn"]
