@@ -351,6 +351,35 @@ def test_positive_relevance_shortcut_is_exact(x_image64):
     assert res_flags["layer1.0.conv1"] and not res_flags["layer1.0.conv2"]  # feeds a sum
 
 
+@pytest.mark.parametrize("composite", ["epsilon_gamma_box", "epsilon_plus_flat", "epsilon"])
+def test_graph_guarantees_change_no_number(composite):
+    """Every shortcut the static analysis allows (non-negative inputs, relevance only on
+    positive outputs: cheaper stabilisers, one half of gamma, stacked adjoints) must
+    give what the general code gives, on a ResNet (sums, residual feeders) in float64."""
+    from lrp_widgets.engine.relevance_support import nonnegative_outputs
+    torch.manual_seed(0)
+    model = randomize_batchnorm(torchvision.models.resnet18(num_classes=5).double().eval())
+    explainer = Explainer(model, composite, input_bounds=(-4, 4))
+    plan = explainer.plan
+    sums = [s for s in plan.steps if s.kind == "sum"]
+    assert sums and all(s.positive_relevance_only for s in sums)
+    nonneg = nonnegative_outputs(plan)
+    assert nonneg[plan.index("maxpool")] and not nonneg[0]     # the image may be negative
+    assert plan.steps[plan.index("layer1.0.conv1")].layer.nonnegative_input
+    x = torch.randn(3, 48, 48, dtype=torch.float64)
+    fast = explainer.explain(x)
+    fast_maps = (fast.heatmap().clone(), fast.conditional_heatmaps("layer2.0.conv1",
+                                                                    [[0], [1, 2]]))
+    for s in plan.steps:
+        s.positive_relevance_only = False
+        if hasattr(s, "layer"):
+            s.layer.positive_relevance_only = s.layer.nonnegative_input = False
+    slow = explainer.explain(x)
+    torch.testing.assert_close(slow.heatmap(), fast_maps[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(slow.conditional_heatmaps("layer2.0.conv1", [[0], [1, 2]]),
+                               fast_maps[1], rtol=1e-12, atol=1e-14)
+
+
 def test_is_cut_tells_where_partitions_add_up():
     torch.manual_seed(0)
     model = torchvision.models.resnet18(num_classes=4).double().eval()

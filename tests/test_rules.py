@@ -176,3 +176,95 @@ def test_alpha_beta_validates_parameters():
         AlphaBeta(2.0, 2.0)
     with pytest.raises(ValueError, match=">= 0"):
         AlphaBeta(-1.0, -2.0)
+
+
+# --- the shared pieces the rules are built from -------------------------------------
+
+def test_stabilizers_bit_for_bit():
+    from lrp_widgets.engine.stabilize import sign_no_zero, stabilize, stabilize_positive
+    special = torch.tensor([-0.0, 0.0, 1e-300, -1e-300, 0.5, -0.5, 3.0, -3.0, 1e-6, -1e-6],
+                           dtype=torch.float64)
+    z = torch.cat([special, torch.randn(1000, dtype=torch.float64)])
+    expected_sign = torch.where(z < 0, -1.0, 1.0).double()
+    assert torch.equal(sign_no_zero(z), expected_sign)          # -0.0 counts as positive
+    for eps in (1e-6, 0.25):
+        assert torch.equal(stabilize(z, eps), torch.where(z < 0, z - eps, z + eps))
+        fast = stabilize_positive(z, eps)
+        assert torch.equal(fast[z >= 0], stabilize(z, eps)[z >= 0])
+        assert torch.equal(fast[z < 0], torch.full_like(z[z < 0], eps))
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv1d", "conv2d"])
+def test_adjoint_stacked_equals_separate_adjoints(kind):
+    layer, x = layer_and_input(kind, True, False)
+    w = layer.parameters()[0]
+    weights = [w, w.clamp(min=0), 2.0 * w]
+    z = layer.apply(x, w, None)
+    s = torch.randn((4,) + tuple(z.shape[1:]), dtype=torch.float64)
+    parts = layer.adjoint_stacked(s, torch.cat(weights, dim=1), 3, x.shape)
+    for part, weight in zip(parts, weights):
+        torch.testing.assert_close(part, layer.adjoint(s, weight, x.shape), rtol=1e-12, atol=0)
+
+
+def test_adjoint_stacked_linear_on_sequences():
+    layer = AffineLayer("fc", nn.Linear(5, 3).double())
+    x = torch.randn(1, 7, 5, dtype=torch.float64)              # features on the last axis
+    w = layer.parameters()[0]
+    s = torch.randn(2, 7, 3, dtype=torch.float64)
+    a, b = layer.adjoint_stacked(s, torch.cat([w, -w], dim=1), 2, x.shape)
+    torch.testing.assert_close(a, s @ w)
+    torch.testing.assert_close(b, -(s @ w))
+
+
+def test_cached_values_follow_parameters_and_tag():
+    layer, _ = layer_and_input("conv2d", True, False)
+    calls = []
+
+    def compute():
+        calls.append(1)
+        return layer.parameters()[0].sum().item()
+
+    first = layer.cached("k", compute, tag=(5, 5))
+    assert layer.cached("k", compute, tag=(5, 5)) == first and len(calls) == 1
+    layer.cached("k", compute, tag=(7, 7))                      # another input shape
+    assert len(calls) == 2
+    layer.cached("k", compute, tag=(5, 5))                      # only the latest is kept
+    assert len(calls) == 3
+    with torch.no_grad():
+        layer.module.weight.add_(1.0)                           # an optimizer step, say
+    assert layer.cached("k", compute, tag=(5, 5)) != first and len(calls) == 4
+
+
+def test_cached_rule_parts_follow_bounds_shapes_and_weights():
+    """ZBox and Flat keep input-independent parts across explanations; they must be
+    recomputed when the bounds, the input's shape or the weights change."""
+    layer, _ = layer_and_input("conv2d", True, False)
+    g = torch.Generator().manual_seed(5)
+    for size, rule in [(5, ZBox(-2.5, 2.5)), (5, ZBox(-1.0, 3.0)), (7, ZBox(-1.0, 3.0)),
+                       (5, Flat()), (7, Flat()), (5, WSquare()), (7, WSquare()),
+                       ("new weights", ZBox(-1.0, 3.0)), ("new weights", Flat())]:
+        if size == "new weights":
+            with torch.no_grad():
+                layer.module.weight.mul_(-0.5)
+            size = 7
+        x = torch.randn((1, 2, size, size), generator=g, dtype=torch.float64)
+        z = layer.apply(x, *layer.parameters())
+        r = torch.randn((2,) + tuple(z.shape[1:]), generator=g, dtype=torch.float64)
+        torch.testing.assert_close(rule.propagator(layer, x, z)(r), reference(rule, layer, x, r),
+                                   rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", [Epsilon(EPS), Epsilon(1e-3, zero_bias=True), Gamma(0.25),
+                                  Gamma(0.5, zero_bias=True)], ids=repr)
+@pytest.mark.parametrize("kind", ["linear", "conv2d", "conv2d_grouped"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_shortcuts_under_their_guarantees(rule, kind, bias):
+    """With the graph's guarantees set (input >= 0, relevance only on positive outputs),
+    the shortcut paths must still equal the reference."""
+    layer, x = layer_and_input(kind, bias, nonneg=True)
+    layer.positive_relevance_only = layer.nonnegative_input = True
+    z = layer.apply(x, *layer.parameters())
+    g = torch.Generator().manual_seed(3)
+    r = torch.randn((3,) + tuple(z.shape[1:]), generator=g, dtype=torch.float64) * (z > 0)
+    torch.testing.assert_close(rule.propagator(layer, x, z)(r), reference(rule, layer, x, r),
+                               rtol=1e-10, atol=1e-12)

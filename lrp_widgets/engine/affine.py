@@ -41,6 +41,17 @@ def _explicit_padding(module: nn.Module, name: str) -> tuple[int, ...]:
     return tuple(pad)
 
 
+def _attribute(module: nn.Module, name: str) -> Any:
+    """``getattr(module, name)``, read straight from the parameter and buffer tables
+    when it is there: this runs for every layer of every explanation, and
+    ``nn.Module.__getattr__`` is slow. Anything else (a parametrised weight, say)
+    goes through ``getattr``, which computes it."""
+    for table in (module._parameters, module._buffers):
+        if name in table:
+            return table[name]
+    return getattr(module, name)
+
+
 @dataclass
 class AffineLayer:
     """A Linear/Conv layer of the user's model, read-only, with an optional merged BatchNorm.
@@ -57,6 +68,9 @@ class AffineLayer:
     #: set by the Explainer when the graph guarantees that relevance at this layer's
     #: output is zero wherever the output is <= 0 (see relevance_support.py)
     positive_relevance_only: bool = field(default=False, init=False)
+    #: set by the Explainer when the layer's input is >= 0 for every model input
+    #: (it follows a ReLU), so rules need not look for negative inputs
+    nonnegative_input: bool = field(default=False, init=False)
     _cache: dict = field(default_factory=dict, init=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -75,17 +89,23 @@ class AffineLayer:
     def _version_key(self) -> tuple:
         """Identifies the current parameter values: changes when any is replaced,
         moved, converted or modified in place (optimizer steps bump ``_version``)."""
-        tensors: list[Any] = [self.module.weight, self.module.bias]
+        tensors: list[Any] = [_attribute(self.module, "weight"), _attribute(self.module, "bias")]
         bn = self.batchnorm
         if bn is not None:
-            tensors += [bn.weight, bn.bias, bn.running_mean, bn.running_var, bn.eps]
+            tensors += [_attribute(bn, n) for n in ("weight", "bias", "running_mean",
+                                                      "running_var")] + [bn.eps]
         return tuple((id(t), t._version, t.data_ptr(), t.dtype, t.device)
                      if isinstance(t, torch.Tensor) else t for t in tensors)
 
-    def cached(self, key: Any, compute: Callable[[], Any]) -> Any:
+    def cached(self, key: Any, compute: Callable[[], Any], tag: Any = None) -> Any:
         """A value derived from the parameters (e.g. clamped weights), computed once
-        per parameter state and reused by later explanations."""
-        version = self._version_key()
+        per parameter state and reused by later explanations.
+
+        ``tag`` names what else the value depends on (an input shape, bounds): one
+        value is kept per key, recomputed when the parameters or the tag change,
+        so the cache cannot grow with the number of different inputs.
+        """
+        version = (self._version_key(), tag)
         hit = self._cache.get(key)
         if hit is not None and hit[0] == version:
             return hit[1]
@@ -127,6 +147,28 @@ class AffineLayer:
             return F.linear(x, weight, bias)
         conv = F.conv2d if self.spatial_dims == 2 else F.conv1d
         return conv(x, weight, bias, m.stride, self.padding, m.dilation, m.groups)
+
+    @property
+    def stackable(self) -> bool:
+        """Whether weights can be stacked along an axis for one call (not for grouped
+        convolutions, whose channel blocks would be mixed up)."""
+        return self.spatial_dims == 0 or self.module.groups == 1
+
+    def adjoint_stacked(self, s: torch.Tensor, weights: torch.Tensor, k: int,
+                        input_shape: torch.Size) -> tuple[torch.Tensor, ...]:
+        """The adjoints of ``k`` weights at once, for one message batch ``s``.
+
+        ``weights`` holds the ``k`` weights stacked along their input axis (dim 1,
+        see :attr:`stackable`); the result is their ``k`` adjoints, each shaped like
+        :meth:`adjoint`'s (views into one buffer). One call with ``k`` times the
+        input channels costs about as much as one plain adjoint when the input has
+        few channels (the first layer of an image model), where ``k`` calls would
+        cost ``k`` times as much.
+        """
+        if self.spatial_dims == 0:                  # features are the last axis
+            return torch.chunk(s @ weights, k, dim=-1)
+        shape = (input_shape[0], input_shape[1] * k) + tuple(input_shape[2:])
+        return torch.chunk(self.adjoint(s, weights, torch.Size(shape)), k, dim=1)
 
     def adjoint(self, s: torch.Tensor, weight: torch.Tensor,
                 input_shape: torch.Size) -> torch.Tensor:

@@ -4,7 +4,8 @@ Most rules weigh the relevance they send to an input by that input's value
 (ε, z⁺, αβ, γ, Norm). So relevance arriving at a ReLU's output is zero wherever the
 ReLU outputs zero, and the layer before the ReLU receives relevance only on its
 positive outputs. The γ rule can then skip the half of its work that serves
-negative outputs, and its masks, without changing a single number. This holds for
+negative outputs, and its masks, and every rule can use a cheaper stabiliser
+(it differs only where no relevance arrives), without changing a single number. This holds for
 every backward pass the engine runs (full or conditional: a selection only zeroes
 more entries), and is decided here once per Explainer from the graph and the rules.
 """
@@ -63,14 +64,33 @@ def zero_where_zero(plan: Plan, rules: list[Any]) -> list[bool]:
     return ok
 
 
+def nonnegative_outputs(plan: Plan) -> list[bool]:
+    """For each step: is its output >= 0 for every input? (ReLU outputs, and pooling,
+    reshapes, sums and concatenations of such outputs.)"""
+    ok = [False] * len(plan.steps)
+    for i, step in enumerate(plan.steps):
+        if isinstance(step, PassStep):
+            ok[i] = step.fn is torch.relu or (step.kind == "identity" and ok[step.inputs[0]])
+        elif isinstance(step, (MaxPoolStep, LinearMapStep, ReshapeStep, SumStep, CatStep)):
+            ok[i] = bool(step.inputs) and all(ok[j] for j in step.inputs)
+    return ok
+
+
 def mark_positive_relevance(plan: Plan, rules: list[Any]) -> None:
-    """Flag the Linear/Conv layers whose relevance provably sits on positive outputs only:
-    those followed only by ReLUs whose outputs satisfy :func:`zero_where_zero`."""
+    """Flag the steps whose relevance provably sits on positive outputs only: those
+    followed only by ReLUs whose outputs satisfy :func:`zero_where_zero`. Linear/Conv
+    layers carry the flag on their layer too, where the rules read it."""
     ok = zero_where_zero(plan, rules)
     for i, step in enumerate(plan.steps):
-        if not isinstance(step, AffineStep):
+        if not isinstance(step, (AffineStep, SumStep, LinearMapStep)):
             continue
         users = [c for c, s in enumerate(plan.steps) if i in s.inputs]
-        step.layer.positive_relevance_only = bool(users) and i != plan.output and all(
+        step.positive_relevance_only = bool(users) and i != plan.output and all(
             isinstance(plan.steps[c], PassStep) and plan.steps[c].fn is torch.relu and ok[c]
             for c in users)
+        if isinstance(step, AffineStep):
+            step.layer.positive_relevance_only = step.positive_relevance_only
+    nonnegative = nonnegative_outputs(plan)
+    for step in plan.steps:
+        if isinstance(step, AffineStep):
+            step.layer.nonnegative_input = nonnegative[step.inputs[0]]

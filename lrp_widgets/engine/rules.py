@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .affine import AffineLayer
-from .stabilize import stabilize
+from .stabilize import stabilize, stabilize_positive
 
 Propagator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -95,7 +95,10 @@ class Epsilon(Rule):
         weight, bias = self._params(layer)
         if self.zero_bias:
             z = layer.apply(x, weight, None)
-        denom = stabilize(z, self.epsilon)
+        # Where no relevance can reach outputs <= 0 (a ReLU follows), the cheaper
+        # form gives the same numbers; not if the bias was dropped (z changed).
+        positive_only = layer.positive_relevance_only and _keeps_output(self, layer)
+        denom = (stabilize_positive if positive_only else stabilize)(z, self.epsilon)
         # the adjoint's result is a fresh tensor: multiplying in place saves a buffer
         return lambda r: layer.adjoint(r / denom, weight, x.shape).mul_(x)
 
@@ -126,9 +129,9 @@ class ZPlus(Rule):
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
         wp = layer.cached("positive", lambda: _pos(weight))
-        terms = _signed_terms(x, [(wp, lambda: layer.cached("negative", lambda: _neg(weight)))])
+        terms = _signed_terms(layer, x, [(wp, lambda: layer.cached("negative", lambda: _neg(weight)))])
         zp = _forward_terms(layer, terms, bias=[_pos(bias)])[0]
-        denom = stabilize(zp, self.stabilizer)
+        denom = stabilize_positive(zp, self.stabilizer)      # z⁺ >= 0 by construction
         return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
 
 
@@ -156,9 +159,9 @@ class AlphaBeta(Rule):
         weight, bias = self._params(layer)
         wp = layer.cached("positive", lambda: _pos(weight))
         wn = layer.cached("negative", lambda: _neg(weight))
-        terms = _signed_terms(x, [(wp, wn), (wn, wp)])
+        terms = _signed_terms(layer, x, [(wp, wn), (wn, wp)])
         zp, zn = _forward_terms(layer, terms, bias=[_pos(bias), _neg(bias)])
-        dp, dn = stabilize(zp, self.stabilizer), stabilize(zn, self.stabilizer)
+        dp, dn = stabilize_positive(zp, self.stabilizer), stabilize(zn, self.stabilizer)
         a, b = self.alpha, self.beta
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
@@ -188,44 +191,66 @@ class Gamma(Rule):
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
         g = self.gamma
-        w_up, w_down = layer.cached(("gamma", g), lambda: (weight + g * weight.clamp(min=0),
-                                                           weight + g * weight.clamp(max=0)))
-        b_up = None if bias is None else bias + g * bias.clamp(min=0)
-        up_terms, down_terms = _signed_terms(x, [(w_up, w_down), (w_down, w_up)])
+        w_up, w_down, b_up = layer.cached(("gamma", g, self.zero_bias), lambda: (
+            weight + g * weight.clamp(min=0), weight + g * weight.clamp(max=0),
+            None if bias is None else bias + g * bias.clamp(min=0)))
+        up_terms, down_terms = _signed_terms(layer, x, [(w_up, w_down), (w_down, w_up)])
+        z_up = _forward_terms(layer, [up_terms], [b_up])[0]
         if layer.positive_relevance_only:
             # The graph guarantees no relevance on outputs <= 0 (a ReLU follows and
             # everything above weighs relevance by its input): only the first half of
-            # the rule can receive any, and masking it would change no number.
-            z_up = _forward_terms(layer, [up_terms], [b_up])[0]
-            d_up = stabilize(z_up, self.stabilizer)
+            # the rule can receive any, and masking it would change no number. Where
+            # relevance sits, z_up >= z > 0 (the boost only adds non-negative terms),
+            # unless the bias was dropped, so the cheaper stabiliser is exact there.
+            d_up = (stabilize_positive if _keeps_output(self, layer)
+                    else stabilize)(z_up, self.stabilizer)
             return lambda r: _backward_terms(layer, [up_terms], [r / d_up], x.shape)
-        # 0/1 float masks: multiplying by them is far cheaper on CPU than boolean ops
+        # The two halves' weights and biases add up to (2 + gamma) times the layer's
+        # own, so their outputs add up to (2 + gamma) z (bias and both input signs
+        # included): the second half's output needs no convolution of its own.
+        z_down = torch.mul(_true_output(layer, x, z, self), 2.0 + g).sub_(z_up)
+        if _keeps_output(self, layer):
+            # Each half only adds terms of its output's sign: z_up >= z > 0 where the
+            # first half applies and z_down <= z < 0 where the second does, so one
+            # side of each stabiliser suffices (the same numbers, fewer passes).
+            d_up, d_down = stabilize_positive(z_up, self.stabilizer), \
+                z_down.clamp_max_(0).sub_(self.stabilizer)
+        else:
+            d_up, d_down = stabilize(z_up, self.stabilizer), stabilize(z_down, self.stabilizer)
+        # 0/1 float masks (far cheaper on CPU than boolean ops). Dividing by them puts
+        # inf in the denominators where a half does not apply: r / inf == 0 drops
+        # the relevance there without a masking pass in every backward pass.
         sign = torch.sign(z)
-        positive, negative = sign.clamp(min=0), sign.neg().clamp_(min=0)
-        z_up = _forward_terms(layer, [up_terms], [b_up])[0]
-        d_up = stabilize(z_up, self.stabilizer)
-        d_down: list[torch.Tensor] = []   # computed on first need: usually never
+        d_up.div_(sign.clamp(min=0))
+        d_down.div_(sign.neg_().clamp_(min=0))
+        if not layer.stackable:
+            return lambda r: _backward_terms(layer, [up_terms, down_terms],
+                                             [r / d_up, r / d_down], x.shape)
+        # Both halves in one transposed convolution per input part: the messages and
+        # weights stacked along the output axis (the sum over it adds the halves).
+        stacked = [(inp, layer.cached(("gamma-stacked", g, k), lambda: torch.cat([w_a, w_b])))
+                   for k, ((inp, w_a), (_, w_b)) in enumerate(zip(up_terms, down_terms))]
+        axis = 1 if layer.spatial_dims else -1
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
-            out = _backward_terms(layer, [up_terms], [(r / d_up).mul_(positive)], x.shape)
-            r_down = r * negative
-            # Below a ReLU relevance sits only on positive outputs, so this term is
-            # exactly zero almost always; skipping it halves the cost of the rule.
-            if float(r_down.abs().amax()) > 0:
-                if not d_down:
-                    # The two halves' weights and biases add up to (2 + gamma) times the
-                    # layer's own, so their outputs add up to (2 + gamma) z (bias and
-                    # both input signs included): one convolution fewer.
-                    d_down.append(stabilize((2.0 + g) * _true_output(layer, x, z, self)
-                                            - z_up, self.stabilizer))
-                out = out + _backward_terms(layer, [down_terms], [r_down / d_down[0]], x.shape)
-            return out
+            n = r.shape[axis]
+            shape = list(r.shape)
+            shape[axis] = 2 * n
+            s = r.new_empty(shape)
+            torch.div(r, d_up, out=s.narrow(axis, 0, n))
+            torch.div(r, d_down, out=s.narrow(axis, n, n))
+            return _backward_terms(layer, [stacked], [s], x.shape)
         return propagate
+
+
+def _keeps_output(rule: Rule, layer: AffineLayer) -> bool:
+    """Does the rule see the layer's true output (it keeps the bias, or there is none)?"""
+    return not getattr(rule, "zero_bias", False) or layer.parameters()[1] is None
 
 
 def _true_output(layer: AffineLayer, x: torch.Tensor, z: torch.Tensor, rule: Rule) -> torch.Tensor:
     """The layer's output with the bias the rule uses (none if it zeroes the bias)."""
-    if getattr(rule, "zero_bias", False) and layer.parameters()[1] is not None:
+    if not _keeps_output(rule, layer):
         return layer.apply(x, layer.parameters()[0], None)
     return z
 
@@ -254,13 +279,22 @@ class ZBox(Rule):
         wn = layer.cached("negative", lambda: _neg(weight))
         if self.zero_bias:
             z = layer.apply(x, weight, None)
-        z = z - (layer.apply(low, wp, _pos(bias)) + layer.apply(high, wn, _neg(bias)))
-        denom = stabilize(z, self.stabilizer)
+        # The bounds' outputs depend on no input: computed once, kept for later inputs.
+        tag = (_bound_key(self.low), _bound_key(self.high), tuple(x.shape), self.zero_bias)
+        z_bounds = layer.cached("zbox-bounds", lambda: layer.apply(low, wp, _pos(bias))
+                                + layer.apply(high, wn, _neg(bias)), tag=tag)
+        denom = stabilize(z - z_bounds, self.stabilizer)
+        if layer.stackable:
+            # The first layer has few input channels: one transposed convolution with
+            # the three weights stacked costs about as much as one, not three.
+            stacked = layer.cached("zbox-stacked", lambda: torch.cat([weight, wp, wn], dim=1))
+            adjoints = lambda s: layer.adjoint_stacked(s, stacked, 3, x.shape)  # noqa: E731
+        else:
+            adjoints = lambda s: [layer.adjoint(s, w, x.shape) for w in (weight, wp, wn)]  # noqa: E731
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
-            s = r / denom
-            return layer.adjoint(s, weight, x.shape).mul_(x) - (
-                layer.adjoint(s, wp, x.shape).mul_(low) + layer.adjoint(s, wn, x.shape).mul_(high))
+            a, a_low, a_high = adjoints(r / denom)
+            return torch.sub(a.mul_(x), a_low.mul_(low).add_(a_high.mul_(high)))
         return propagate
 
 
@@ -275,8 +309,11 @@ class Flat(Rule):
         self.stabilizer = float(stabilizer)
 
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
-        ones = torch.ones_like(layer.parameters()[0])
-        denom = stabilize(layer.apply(torch.ones_like(x), ones, None), self.stabilizer)
+        ones = layer.cached("ones", lambda: torch.ones_like(layer.parameters()[0]))
+        # depends on the input's shape only: computed once, kept for later inputs
+        denom = layer.cached("flat-denominator", lambda: stabilize(
+            layer.apply(torch.ones_like(x), ones, None), self.stabilizer),
+            tag=(tuple(x.shape), self.stabilizer))
         return lambda r: layer.adjoint(r / denom, ones, x.shape)
 
 
@@ -289,9 +326,12 @@ class WSquare(Rule):
 
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
-        w2 = weight ** 2
+        w2 = layer.cached("squared", lambda: weight ** 2)
         b2 = None if bias is None else bias ** 2
-        denom = stabilize(layer.apply(torch.ones_like(x), w2, b2), self.stabilizer)
+        # depends on the input's shape only: computed once, kept for later inputs
+        denom = layer.cached("wsquare-denominator", lambda: stabilize(
+            layer.apply(torch.ones_like(x), w2, b2), self.stabilizer),
+            tag=(tuple(x.shape), self.stabilizer, self.zero_bias))
         return lambda r: layer.adjoint(r / denom, w2, x.shape)
 
 
@@ -309,16 +349,16 @@ class Pass(Rule):
 Term = tuple[torch.Tensor, torch.Tensor]   # (input part, weight applied to it)
 
 
-def _signed_terms(x: torch.Tensor, weight_pairs: Sequence[tuple[torch.Tensor, Any]]
-                  ) -> list[list[Term]]:
+def _signed_terms(layer: AffineLayer, x: torch.Tensor,
+                  weight_pairs: Sequence[tuple[torch.Tensor, Any]]) -> list[list[Term]]:
     """For each (weight for x⁺, weight for x⁻) pair, the list of non-vanishing terms.
 
-    The x⁻ term is dropped where the input has no negative entry (after a ReLU): it
-    would contribute exact zeros, so dropping it changes no number and saves a
-    convolution per layer. The x⁻ weight may be given as a callable, then it is
+    The x⁻ term is dropped where the input has no negative entry (after a ReLU, as
+    the graph tells, or as one look at the values shows): it would contribute exact
+    zeros, so dropping it changes no number and saves a convolution per layer. The x⁻ weight may be given as a callable, then it is
     only computed (and kept) when needed.
     """
-    if float(x.amin()) < 0:
+    if not layer.nonnegative_input and float(x.amin()) < 0:
         xp, xn = x.clamp(min=0), x.clamp(max=0)
     else:
         xp, xn = x, None            # no copy needed: x equals its positive part
@@ -348,6 +388,12 @@ def _backward_terms(layer: AffineLayer, terms: list[list[Term]], messages: list[
             out = part if out is None else out + part
     assert out is not None
     return out
+
+
+def _bound_key(bound: float | torch.Tensor) -> tuple:
+    """A hashable summary of a bound's value, to tell when cached results are stale."""
+    t = torch.as_tensor(bound).detach()
+    return (tuple(t.shape), str(t.dtype), t.cpu().numpy().tobytes())
 
 
 def _bound_like(bound: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:

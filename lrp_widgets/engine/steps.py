@@ -16,7 +16,7 @@ from torch import nn
 
 from .affine import AffineLayer
 from .rules import Epsilon, Rule
-from .stabilize import stabilize
+from .stabilize import stabilize, stabilize_positive
 
 Relevances = tuple[torch.Tensor, ...]
 StepPropagator = Callable[[torch.Tensor], Relevances]
@@ -39,6 +39,9 @@ class Step:
     kind = "step"
     #: whether users can pick this step as a layer to condition on
     listed = True
+    #: set by the Explainer when the graph guarantees that relevance at this step's
+    #: output is zero wherever the output is <= 0 (see relevance_support.py)
+    positive_relevance_only = False
 
     def __init__(self, name: str, inputs: Sequence[int], module: Optional[nn.Module] = None):
         self.name = name
@@ -201,7 +204,7 @@ class LinearMapStep(Step):
 
     def propagator(self, rule, xs, z, ctx):
         eps = _norm_epsilon(rule, self)
-        x, denom = xs[0], stabilize(z, eps)
+        x, denom = xs[0], _denominator(self, z, eps)
         return lambda r: (x * self.adjoint(r / denom, x.shape),)   # adjoint may return its input
 
     def deconvolution(self, xs, z, ctx):
@@ -231,7 +234,7 @@ class SumStep(Step):
         a, b = xs
         if not self.proportional or rule is None:
             return lambda r: (_sum_to(r, a.shape), _sum_to(r, b.shape))
-        denom = stabilize(z, _norm_epsilon(rule, self))
+        denom = _denominator(self, z, _norm_epsilon(rule, self))
 
         def propagate(r: torch.Tensor) -> Relevances:
             s = r / denom
@@ -259,6 +262,12 @@ class CatStep(Step):
     def propagator(self, rule, xs, z, ctx):
         sizes = [x.shape[ctx] for x in xs]
         return lambda r: tuple(torch.split(r, sizes, dim=ctx))
+
+
+def _denominator(step: Step, z: torch.Tensor, eps: float) -> torch.Tensor:
+    """The stabilised output; the cheaper form where only positive outputs carry relevance
+    (both are the same number there)."""
+    return (stabilize_positive if step.positive_relevance_only else stabilize)(z, eps)
 
 
 def _sum_to(r: torch.Tensor, shape: torch.Size) -> torch.Tensor:
