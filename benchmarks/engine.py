@@ -219,7 +219,7 @@ def main(argv: Optional[list[str]] = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--models", nargs="+", default=["vgg16", "resnet50"], choices=sorted(LAYERS))
     p.add_argument("--size", type=int, default=224)
-    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--repeats", type=int, default=7)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--device", default="cpu")
     p.add_argument("--conditions", type=int, default=64, help="early-layer conditions for memory")

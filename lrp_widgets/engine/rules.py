@@ -131,7 +131,7 @@ class ZPlus(Rule):
         wp = layer.cached("positive", lambda: _pos(weight))
         terms = _signed_terms(layer, x, [(wp, lambda: layer.cached("negative", lambda: _neg(weight)))])
         zp = _forward_terms(layer, terms, bias=[_pos(bias)])[0]
-        denom = stabilize_positive(zp, self.stabilizer)      # z⁺ >= 0 by construction
+        denom = stabilize_positive(zp, self.stabilizer, inplace=True)   # z⁺ >= 0 always
         return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
 
 
@@ -161,7 +161,8 @@ class AlphaBeta(Rule):
         wn = layer.cached("negative", lambda: _neg(weight))
         terms = _signed_terms(layer, x, [(wp, wn), (wn, wp)])
         zp, zn = _forward_terms(layer, terms, bias=[_pos(bias), _neg(bias)])
-        dp, dn = stabilize_positive(zp, self.stabilizer), stabilize(zn, self.stabilizer)
+        dp = stabilize_positive(zp, self.stabilizer, inplace=True)
+        dn = stabilize(zn, self.stabilizer)
         a, b = self.alpha, self.beta
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
@@ -202,8 +203,8 @@ class Gamma(Rule):
             # the rule can receive any, and masking it would change no number. Where
             # relevance sits, z_up >= z > 0 (the boost only adds non-negative terms),
             # unless the bias was dropped, so the cheaper stabiliser is exact there.
-            d_up = (stabilize_positive if _keeps_output(self, layer)
-                    else stabilize)(z_up, self.stabilizer)
+            d_up = (stabilize_positive(z_up, self.stabilizer, inplace=True)
+                    if _keeps_output(self, layer) else stabilize(z_up, self.stabilizer))
             return lambda r: _backward_terms(layer, [up_terms], [r / d_up], x.shape)
         # The two halves' weights and biases add up to (2 + gamma) times the layer's
         # own, so their outputs add up to (2 + gamma) z (bias and both input signs
@@ -213,7 +214,7 @@ class Gamma(Rule):
             # Each half only adds terms of its output's sign: z_up >= z > 0 where the
             # first half applies and z_down <= z < 0 where the second does, so one
             # side of each stabiliser suffices (the same numbers, fewer passes).
-            d_up, d_down = stabilize_positive(z_up, self.stabilizer), \
+            d_up, d_down = stabilize_positive(z_up, self.stabilizer, inplace=True), \
                 z_down.clamp_max_(0).sub_(self.stabilizer)
         else:
             d_up, d_down = stabilize(z_up, self.stabilizer), stabilize(z_down, self.stabilizer)
