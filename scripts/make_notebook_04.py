@@ -51,15 +51,15 @@ for name, total in exp.conservation().items():
 md("""## What is not supported
 
 A layer without an LRP rule is named, with its type, when the `Explainer` is built:"""),
-code("""class WithGelu(nn.Module):
+code("""class WithLayerNorm(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Linear(4, 4), nn.GELU(), nn.Linear(4, 2))
+        self.body = nn.Sequential(nn.Linear(4, 4), nn.LayerNorm(4), nn.ReLU(), nn.Linear(4, 2))
     def forward(self, x):
         return self.body(x)
 
 try:
-    Explainer(WithGelu())
+    Explainer(WithLayerNorm())
 except UnsupportedLayerError as err:
     print(err)"""),
 md("""So is a BatchNorm that does not follow a Linear/Conv layer (it cannot be merged), and a

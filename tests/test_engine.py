@@ -8,6 +8,7 @@ import pytest
 import torch
 import torchvision
 from conftest import assert_unchanged, mlp, randomize_batchnorm, small_cnn, state_snapshot
+import torch.nn.functional as F
 from torch import nn
 
 from lrp_widgets.engine import (Composite, Epsilon, Explainer, Flat, InputError, LRPError,
@@ -181,10 +182,11 @@ def test_dense_model_inputs():
 
 # -- the model is left exactly as it was ---------------------------------------------
 
-class Gelu(nn.Module):
+class WithGroupNorm(nn.Module):
     def __init__(self):
         super().__init__()
-        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GELU(), nn.Flatten(), nn.Linear(4 * 30 * 30, 2))
+        self.body = nn.Sequential(nn.Conv2d(3, 4, 3), nn.GroupNorm(2, 4), nn.Flatten(),
+                                  nn.Linear(4 * 30 * 30, 2))
 
     def forward(self, x):
         return self.body(x)
@@ -223,11 +225,11 @@ def test_model_untouched_after_success_and_errors(x_image64):
 
 
 def test_unsupported_layer_named_before_any_work():
-    model = Gelu()
+    model = WithGroupNorm()
     before = state_snapshot(model)
     with pytest.raises(UnsupportedLayerError) as info:
         Explainer(model)
-    assert "body.1" in str(info.value) and "GELU" in str(info.value)
+    assert "body.1" in str(info.value) and "GroupNorm" in str(info.value)
     assert info.value.name == "body.1"
     assert state_snapshot(model)["hooks"] == before["hooks"]
 
@@ -390,3 +392,49 @@ def test_is_cut_tells_where_partitions_add_up():
     halves = exp.conditional_heatmaps("layer2.0.conv1", [list(range(n // 2)),
                                                           list(range(n // 2, n))])
     assert not torch.allclose(halves.sum(0), exp.heatmap())   # hence not the full heatmap
+
+
+class _FunctionalPooling(nn.Module):
+    def __init__(self, body: nn.Sequential, return_indices: bool = False):
+        super().__init__()
+        self.body = body
+        self.return_indices = return_indices
+
+    def forward(self, x):
+        x = F.max_pool2d(self.body[1](self.body[0](x)), 2, return_indices=self.return_indices)
+        x = F.avg_pool2d(self.body[4](self.body[3](x)), kernel_size=2, stride=1)
+        return self.body[8](torch.flatten(F.adaptive_avg_pool2d(x, (2, 2)), 1))
+
+
+def test_functional_pooling_equals_the_modules():
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+                         nn.Conv2d(4, 4, 3, padding=1), nn.ReLU(), nn.AvgPool2d(2, stride=1),
+                         nn.AdaptiveAvgPool2d((2, 2)), nn.Flatten(), nn.Linear(16, 3)).double()
+    x = torch.randn(3, 12, 12, dtype=torch.float64)
+    functional = _FunctionalPooling(body)
+    with torch.no_grad():
+        torch.testing.assert_close(functional(x[None]), body(x[None]))
+    for composite in ("epsilon_plus_flat", "epsilon_gamma_box"):
+        ours = Explainer(functional, composite, input_bounds=(-3, 3)).explain(x)
+        ref = Explainer(body, composite, input_bounds=(-3, 3)).explain(x)
+        torch.testing.assert_close(ours.heatmap(), ref.heatmap(), rtol=1e-12, atol=1e-15)
+        torch.testing.assert_close(ours.deconvolution(ours.layers[-1]),
+                                   ref.deconvolution(ref.layers[-1]))
+    with pytest.raises(UnsupportedLayerError, match="max_pool2d_with_indices"):
+        Explainer(_FunctionalPooling(body, return_indices=True))
+
+
+def test_rectifying_activations_give_the_shortcuts():
+    from lrp_widgets.engine.activations import activation_fn, is_rectifying
+    assert is_rectifying(activation_fn(nn.ReLU6())) and is_rectifying(activation_fn(nn.ReLU()))
+    assert is_rectifying(activation_fn(nn.Hardtanh(0.0, 3.0)))
+    assert not is_rectifying(activation_fn(nn.Hardtanh())) and not is_rectifying(
+        activation_fn(nn.SiLU()))
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU6(), nn.Conv2d(4, 4, 3), nn.SiLU(),
+                          nn.Conv2d(4, 4, 3), nn.Flatten(), nn.LazyLinear(2))
+    model(torch.rand(1, 3, 10, 10))
+    steps = Explainer(model.eval(), "epsilon_gamma_box", input_bounds=(0, 1)).plan.steps
+    layer = {s.name: s.layer for s in steps if hasattr(s, "layer")}
+    assert layer["0"].positive_relevance_only and layer["2"].nonnegative_input
+    assert not layer["2"].positive_relevance_only and not layer["4"].nonnegative_input

@@ -496,11 +496,11 @@ def test_wrong_size_images_argument_is_resized():
 
 
 def test_unsupported_model_shows_message():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GELU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(4, 2)).eval()
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GroupNorm(2, 4),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
     explorer = Explorer(model, torch.rand(2, 3, 16, 16), sync=True)
     try:
-        assert "GELU" in explorer.state["error"] and "GELU" in explorer.status.value
+        assert "GroupNorm" in explorer.state["error"] and "GroupNorm" in explorer.status.value
         assert explorer.explanation is None and explorer.layer_select.disabled
         with pytest.raises(LRPError, match="cannot explain"):
             explorer.select_channels([0])

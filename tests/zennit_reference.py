@@ -89,3 +89,30 @@ def merged_copy(model: nn.Module) -> nn.Module:
                 fold(a, b)
                 setattr(parent, name_b, nn.Identity())
     return model
+
+
+def inverted_residual_canonizer():
+    """Test-only: the residual additions of torchvision's MobileNetV2 through Zennit's
+    ``Sum`` module, so that they get the Norm rule (Zennit ships this only for ResNets)."""
+    from torchvision.models.mobilenetv2 import InvertedResidual
+    from zennit.canonizers import AttributeCanonizer
+    from zennit.layer import Sum
+
+    def forward(self, x):
+        return self.canonizer_sum(torch.stack([x, self.conv(x)], dim=-1))
+
+    def attributes(name, module):
+        if isinstance(module, InvertedResidual) and module.use_res_connect:
+            return {"forward": forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+    return AttributeCanonizer(attributes)
+
+
+def zennit_heatmap_with(model: nn.Module, x: torch.Tensor, target: int, composite,
+                        ) -> torch.Tensor:
+    """Zennit's input relevance with a ready-made composite (logit initialisation)."""
+    with Gradient(model, composite) as attributor:
+        exact_batchnorm(model)
+        _, rel = attributor(x.clone().requires_grad_(),
+                            lambda out: out * torch.eye(out.shape[1], dtype=out.dtype)[target])
+    return rel[0].detach()

@@ -22,33 +22,24 @@ from torch import nn
 from .affine import AFFINE_TYPES, BATCHNORM_TYPES, AffineLayer
 from .errors import UnsupportedLayerError
 from .steps import (AffineStep, CatStep, InputStep, LinearMapStep, MaxPoolStep, PassStep,
-                    ReshapeStep, Step, SumStep, activation_fn, batchnorm_fn, pooling_fn)
+                    ReshapeStep, Step, SumStep, batchnorm_fn, pooling_fn)
+from .activations import (ACTIVATION_NAMES, ACTIVATION_TYPES, activation_fn,
+                          function_activation, method_activation)
 
-ACTIVATION_TYPES = (nn.ReLU, nn.LeakyReLU, nn.Tanh, nn.Sigmoid)
 IDENTITY_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
 AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
 
-SUPPORTED = ("Linear, Conv1d, Conv2d, ReLU, LeakyReLU, Tanh, Sigmoid, MaxPool1d/2d, "
-             "AvgPool1d/2d, AdaptiveAvgPool1d/2d, BatchNorm1d/2d after a Linear/Conv layer, "
-             "Dropout, Identity, Flatten, view/reshape/flatten, residual additions, torch.cat")
+SUPPORTED = ("Linear, Conv1d, Conv2d, " + ACTIVATION_NAMES + ", MaxPool1d/2d, "
+             "AvgPool1d/2d, AdaptiveAvgPool1d/2d (modules or functions), BatchNorm1d/2d after "
+             "a Linear/Conv layer, Dropout, Identity, Flatten, view/reshape/flatten, residual "
+             "additions, torch.cat")
 
 _ADD = {operator.add, operator.iadd, torch.add}
 _RESHAPE_FN = {torch.flatten, torch.reshape}
 _RESHAPE_METHOD = {"view", "reshape", "flatten"}
 _IDENTITY_FN = {F.dropout, F.dropout1d, F.dropout2d}
 _IDENTITY_METHOD = {"contiguous", "clone", "detach"}
-_ACT_FN: dict[Any, Callable[..., Callable]] = {
-    torch.relu: lambda a, k: torch.relu,
-    F.relu: lambda a, k: torch.relu,
-    torch.tanh: lambda a, k: torch.tanh,
-    F.tanh: lambda a, k: torch.tanh,
-    torch.sigmoid: lambda a, k: torch.sigmoid,
-    F.sigmoid: lambda a, k: torch.sigmoid,
-    F.leaky_relu: lambda a, k: (lambda x, s=(a[1] if len(a) > 1 else k.get("negative_slope", 0.01)):
-                                F.leaky_relu(x, s)),
-}
-_ACT_METHOD = {"relu": torch.relu, "tanh": torch.tanh, "sigmoid": torch.sigmoid}
 _CAT = {torch.cat, torch.concat, getattr(torch, "concatenate", torch.cat)}
 _SHAPE_METHOD = {"size", "dim", "numel"}
 _SHAPE_ATTR = {"shape", "ndim", "dtype", "device"}
@@ -264,9 +255,12 @@ class _Builder:
             step = ReshapeStep(name, inputs)
         elif target in _IDENTITY_FN:
             step = PassStep(name, inputs, None, lambda x: x, "identity", listed=False)
-        elif target in _ACT_FN:
-            step = PassStep(name, inputs, None, _ACT_FN[target](node.args, node.kwargs),
+        elif function_activation(target, node.args, node.kwargs) is not None:
+            step = PassStep(name, inputs, None,
+                            function_activation(target, node.args, node.kwargs),
                             "activation", listed=False)
+        elif target in _POOL_FN:
+            step = _pool_step(node, name, inputs, target)
         elif target in _CAT:
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
             step = CatStep(name, inputs, dim)
@@ -294,11 +288,41 @@ class _Builder:
             step: Step = ReshapeStep(name, inputs)
         elif method in _IDENTITY_METHOD:
             step = PassStep(name, inputs, None, lambda x: x, "identity", listed=False)
-        elif method in _ACT_METHOD:
-            step = PassStep(name, inputs, None, _ACT_METHOD[method], "activation", listed=False)
+        elif method_activation(method) is not None:
+            step = PassStep(name, inputs, None, method_activation(method), "activation",
+                            listed=False)
         else:
             raise _unsupported_op(node, f"Tensor.{method}")
         self.add(node, step)
+
+
+# pooling functions -> the module computing the same map, built from the call's arguments
+_POOL_FN: dict[Any, tuple[type, tuple[str, ...]]] = {
+    F.adaptive_avg_pool1d: (nn.AdaptiveAvgPool1d, ("output_size",)),
+    F.adaptive_avg_pool2d: (nn.AdaptiveAvgPool2d, ("output_size",)),
+    F.avg_pool1d: (nn.AvgPool1d, ("kernel_size", "stride", "padding", "ceil_mode",
+                                  "count_include_pad")),
+    F.avg_pool2d: (nn.AvgPool2d, ("kernel_size", "stride", "padding", "ceil_mode",
+                                  "count_include_pad", "divisor_override")),
+    F.max_pool1d: (nn.MaxPool1d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                                  "return_indices")),
+    F.max_pool2d: (nn.MaxPool2d, ("kernel_size", "stride", "padding", "dilation", "ceil_mode",
+                                  "return_indices")),
+}
+
+
+def _pool_step(node: fx.Node, name: str, inputs: list[int], target: Any) -> Step:
+    """A pooling function call as the step of the equivalent module (so that composites
+    assign it the same rule as the module)."""
+    module_type, params = _POOL_FN[target]
+    values = dict(zip(params, node.args[1:]))
+    values.update({k: v for k, v in node.kwargs.items() if k in params})
+    if any(isinstance(v, fx.Node) for v in values.values()):
+        raise _unsupported_op(node, _fn_name(target), "pooling sizes must be constants")
+    module = module_type(**values)
+    if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
+        return MaxPoolStep(name, inputs, module)
+    return LinearMapStep(name, inputs, module, pooling_fn(module))
 
 
 class _FlattenStep(ReshapeStep):

@@ -13,15 +13,13 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-import torch
-
+from .activations import is_rectifying, is_zero_at_zero
 from .plan import Plan
 from .rules import AlphaBeta, Epsilon, Gamma, ZPlus
 from .steps import (AffineStep, CatStep, LinearMapStep, MaxPoolStep, PassStep, ReshapeStep,
                     Step, SumStep)
 
 _PROPORTIONAL_RULES = (Epsilon, ZPlus, AlphaBeta, Gamma)       # Norm is an Epsilon
-_ZERO_AT_ZERO = (torch.relu, torch.tanh)                        # f(0) == 0
 
 
 def _weighs_by_input(step: Step, rule: Optional[Any]) -> bool:
@@ -44,8 +42,7 @@ def _passes_through(step: Step) -> bool:
         if step.kind == "identity":
             return True
         if step.kind == "activation":
-            fn = step.fn
-            return fn in _ZERO_AT_ZERO or getattr(fn, "zero_at_zero", False)
+            return is_zero_at_zero(step.fn)
     return False
 
 
@@ -70,7 +67,7 @@ def nonnegative_outputs(plan: Plan) -> list[bool]:
     ok = [False] * len(plan.steps)
     for i, step in enumerate(plan.steps):
         if isinstance(step, PassStep):
-            ok[i] = step.fn is torch.relu or (step.kind == "identity" and ok[step.inputs[0]])
+            ok[i] = is_rectifying(step.fn) or (step.kind == "identity" and ok[step.inputs[0]])
         elif isinstance(step, (MaxPoolStep, LinearMapStep, ReshapeStep, SumStep, CatStep)):
             ok[i] = bool(step.inputs) and all(ok[j] for j in step.inputs)
     return ok
@@ -78,7 +75,7 @@ def nonnegative_outputs(plan: Plan) -> list[bool]:
 
 def mark_positive_relevance(plan: Plan, rules: list[Any]) -> None:
     """Flag the steps whose relevance provably sits on positive outputs only: those
-    followed only by ReLUs whose outputs satisfy :func:`zero_where_zero`. Linear/Conv
+    followed only by ReLU-like activations whose outputs satisfy :func:`zero_where_zero`. Linear/Conv
     layers carry the flag on their layer too, where the rules read it."""
     ok = zero_where_zero(plan, rules)
     for i, step in enumerate(plan.steps):
@@ -86,7 +83,7 @@ def mark_positive_relevance(plan: Plan, rules: list[Any]) -> None:
             continue
         users = [c for c, s in enumerate(plan.steps) if i in s.inputs]
         step.positive_relevance_only = bool(users) and i != plan.output and all(
-            isinstance(plan.steps[c], PassStep) and plan.steps[c].fn is torch.relu and ok[c]
+            isinstance(plan.steps[c], PassStep) and is_rectifying(plan.steps[c].fn) and ok[c]
             for c in users)
         if isinstance(step, AffineStep):
             step.layer.positive_relevance_only = step.positive_relevance_only

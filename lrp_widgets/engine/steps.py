@@ -101,7 +101,7 @@ class AffineStep(Step):
 class PassStep(Step):
     """Shape-preserving maps through which relevance passes unchanged.
 
-    Activations (ReLU, LeakyReLU, Tanh, Sigmoid) get the Pass rule; Dropout and
+    Activations (see activations.py) get the Pass rule; Dropout and
     Identity are identities in evaluation. A BatchNorm that was not merged
     (``canonize=False``) is passed, as Zennit does without canonizers.
     """
@@ -285,20 +285,6 @@ def _norm_epsilon(rule: Optional[Rule], step: Step) -> float:
     return rule.epsilon
 
 
-def activation_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
-    """A never-in-place functional version of a supported activation module."""
-    if isinstance(module, nn.ReLU):
-        return torch.relu
-    if isinstance(module, nn.LeakyReLU):
-        slope = module.negative_slope
-        return lambda x: F.leaky_relu(x, slope)
-    if isinstance(module, nn.Tanh):
-        return torch.tanh
-    if isinstance(module, nn.Sigmoid):
-        return torch.sigmoid
-    raise TypeError(type(module))
-
-
 def pooling_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """Functional version of a supported average-pooling module."""
     m = module
@@ -323,5 +309,5 @@ def batchnorm_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 __all__ = ["Step", "InputStep", "AffineStep", "PassStep", "ReshapeStep", "MaxPoolStep",
-           "LinearMapStep", "SumStep", "CatStep", "activation_fn", "pooling_fn",
+           "LinearMapStep", "SumStep", "CatStep", "pooling_fn",
            "batchnorm_fn"]
