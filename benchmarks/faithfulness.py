@@ -53,7 +53,7 @@ from lrp_widgets.analysis import (border_share, constant_region_share,  # noqa: 
                                   distractor_share, pointing_game, relevance_mass_accuracy)
 from lrp_widgets.data import Dataset  # noqa: E402
 from lrp_widgets.engine import Explainer  # noqa: E402
-from lrp_widgets.models.training import temporary_mode, temporary_threads  # noqa: E402
+from lrp_widgets.models.training import temporary_mode, temporary_threads, train  # noqa: E402
 
 COMPOSITES: tuple[str, ...] = ("epsilon", "epsilon_plus_flat", "epsilon_gamma_box",
                                "epsilon_alpha2_beta1")
@@ -296,10 +296,10 @@ def _has_batchnorm(model: nn.Module) -> bool:
 
 def train_steered(model: nn.Module, dataset: Dataset, epochs: int, lr: float, batch_size: int,
                   seed: int, weight: float, num_threads: int = 1) -> nn.Module:
-    """Train like :func:`lrp_widgets.models.train`, with :func:`steering_loss`.
+    """:func:`lrp_widgets.models.train` with :func:`steering_loss` as the objective.
 
-    Same optimiser (Adam), shuffling (its own generator) and seeding, so that
-    ``weight=0`` reproduces the plain training step for step.
+    The same loop (optimiser, shuffling, seeding), so ``weight=0`` reproduces the
+    plain training step for step.
 
     Parameters
     ----------
@@ -321,19 +321,11 @@ def train_steered(model: nn.Module, dataset: Dataset, epochs: int, lr: float, ba
     torch.nn.Module
         The same model, trained, in eval mode.
     """
-    shuffle = torch.Generator().manual_seed(seed)
-    optimiser = torch.optim.Adam(model.parameters(), lr=lr)
-    with temporary_threads(num_threads), torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model.train()
-        for _ in range(epochs):
-            for batch in torch.randperm(len(dataset), generator=shuffle).split(batch_size):
-                loss, _ = steering_loss(model, dataset.images[batch], dataset.labels[batch],
-                                        dataset.masks[batch], weight)
-                optimiser.zero_grad(set_to_none=True)
-                loss.backward()
-                optimiser.step()
-    return model.eval()
+    def loss_fn(net: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        return steering_loss(net, dataset.images[batch], dataset.labels[batch],
+                             dataset.masks[batch], weight)
+    return train(model, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
+                 num_threads=num_threads, loss_fn=loss_fn)[0]
 
 
 # ------------------------------------------------------------------- evaluation

@@ -110,6 +110,35 @@ def test_train_learns_and_reports_progress():
     assert models.evaluate(model, held_out) >= 0.95
 
 
+def test_train_with_another_objective():
+    ds = data.squares(n=60, seed=0, size=20, square=4)
+    calls = []
+
+    def cross_entropy(model, batch):
+        calls.append(len(batch))
+        logits = model(ds.images[batch])
+        return nn.functional.cross_entropy(logits, ds.labels[batch]), logits
+
+    def nothing(model, batch):                  # no gradient: Adam leaves the weights
+        logits = model(ds.images[batch])
+        return 0.0 * logits.sum(), logits
+
+    def fresh():
+        torch.manual_seed(0)
+        return models.mlp(ds.input_size, 2, hidden=(8,))
+
+    settings = dict(epochs=2, lr=1e-2, batch_size=16, num_threads=1)
+    default, history = models.train(fresh(), ds, **settings)
+    custom, custom_history = models.train(fresh(), ds, loss_fn=cross_entropy, **settings)
+    assert calls == [16, 16, 16, 12] * 2 and custom_history.loss == history.loss
+    for a, b in zip(default.parameters(), custom.parameters()):
+        assert torch.equal(a, b)
+    start = fresh()
+    before = [p.detach().clone() for p in start.parameters()]
+    still, _ = models.train(start, ds, loss_fn=nothing, **settings)
+    assert all(torch.equal(a, b) for a, b in zip(before, still.parameters()))
+
+
 def test_evaluate_restores_mode():
     ds = data.squares(n=10, seed=0, size=20, square=4)
     model = models.mlp(ds.input_size, 2, dropout=0.5).train()

@@ -14,6 +14,7 @@ from ..data import Dataset
 __all__ = ["train", "evaluate", "predict", "History"]
 
 Progress = Callable[[int, float, float], None]
+LossFn = Callable[[nn.Module, torch.Tensor], "tuple[torch.Tensor, torch.Tensor]"]
 
 
 @dataclass
@@ -64,7 +65,7 @@ def temporary_mode(model: nn.Module, training: bool) -> Iterator[None]:
 def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3,
           batch_size: int = 64, seed: int = 0, progress: Progress | None = None,
           weight_decay: float = 0.0, num_threads: int | None = None,
-          ) -> tuple[nn.Module, History]:
+          loss_fn: LossFn | None = None) -> tuple[nn.Module, History]:
     """Train ``model`` in place with Adam and cross-entropy, deterministically.
 
     Shuffling uses its own ``torch.Generator`` and the global torch RNG (dropout)
@@ -89,6 +90,10 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
         (epoch counted from 1).
     num_threads : int, optional
         Intra-op threads while training; the previous setting is restored.
+    loss_fn : callable, optional
+        ``loss_fn(model, batch) -> (loss, logits)`` for the samples with indices
+        ``batch``: another objective (an attribution penalty, say) with the same
+        optimiser, shuffling and seeding. Default: cross-entropy.
 
     Returns
     -------
@@ -110,8 +115,11 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
             order = torch.randperm(n, generator=shuffle)
             total_loss, correct = 0.0, 0
             for batch in order.split(batch_size):
-                logits = model(images[batch])
-                loss = nn.functional.cross_entropy(logits, labels[batch])
+                if loss_fn is None:
+                    logits = model(images[batch])
+                    loss = nn.functional.cross_entropy(logits, labels[batch])
+                else:
+                    loss, logits = loss_fn(model, batch)
                 optimiser.zero_grad(set_to_none=True)
                 loss.backward()
                 optimiser.step()
