@@ -67,7 +67,8 @@ def nonnegative_outputs(plan: Plan) -> list[bool]:
     ok = [False] * len(plan.steps)
     for i, step in enumerate(plan.steps):
         if isinstance(step, PassStep):
-            ok[i] = is_rectifying(step.fn) or (step.kind == "identity" and ok[step.inputs[0]])
+            ok[i] = is_rectifying(step.fn) or (step.kind == "identity"
+                                               and ok[step.inputs[0]])
         elif isinstance(step, (MaxPoolStep, LinearMapStep, ReshapeStep, SumStep, CatStep)):
             ok[i] = bool(step.inputs) and all(ok[j] for j in step.inputs)
     return ok

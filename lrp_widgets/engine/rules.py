@@ -129,7 +129,8 @@ class ZPlus(Rule):
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
         wp = layer.cached("positive", lambda: _pos(weight))
-        terms = _signed_terms(layer, x, [(wp, lambda: layer.cached("negative", lambda: _neg(weight)))])
+        wn = lambda: layer.cached("negative", lambda: _neg(weight))  # noqa: E731 (if needed)
+        terms = _signed_terms(layer, x, [(wp, wn)])
         zp = _forward_terms(layer, terms, bias=[_pos(bias)])[0]
         denom = stabilize_positive(zp, self.stabilizer, inplace=True)   # z⁺ >= 0 always
         return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
@@ -291,7 +292,8 @@ class ZBox(Rule):
             stacked = layer.cached("zbox-stacked", lambda: torch.cat([weight, wp, wn], dim=1))
             adjoints = lambda s: layer.adjoint_stacked(s, stacked, 3, x.shape)  # noqa: E731
         else:
-            adjoints = lambda s: [layer.adjoint(s, w, x.shape) for w in (weight, wp, wn)]  # noqa: E731
+            adjoints = lambda s: [layer.adjoint(s, w, x.shape)  # noqa: E731
+                                  for w in (weight, wp, wn)]
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
             a, a_low, a_high = adjoints(r / denom)
@@ -356,8 +358,9 @@ def _signed_terms(layer: AffineLayer, x: torch.Tensor,
 
     The x⁻ term is dropped where the input has no negative entry (after a ReLU, as
     the graph tells, or as one look at the values shows): it would contribute exact
-    zeros, so dropping it changes no number and saves a convolution per layer. The x⁻ weight may be given as a callable, then it is
-    only computed (and kept) when needed.
+    zeros, so dropping it changes no number and saves a convolution per layer. The
+    x⁻ weight may be given as a callable, then it is only computed (and kept) when
+    needed.
     """
     if not layer.nonnegative_input and float(x.amin()) < 0:
         xp, xn = x.clamp(min=0), x.clamp(max=0)
