@@ -86,6 +86,11 @@ class AffineLayer:
             return 1
         return 0
 
+    @property
+    def has_bias(self) -> bool:
+        """Whether the layer's map has a bias (its own, or one from a merged BatchNorm)."""
+        return self.module.bias is not None or self.batchnorm is not None
+
     def _version_key(self) -> tuple:
         """Identifies the current parameter values: changes when any is replaced,
         moved, converted or modified in place (optimizer steps bump ``_version``)."""

@@ -247,7 +247,7 @@ class Gamma(Rule):
 
 def _keeps_output(rule: Rule, layer: AffineLayer) -> bool:
     """Does the rule see the layer's true output (it keeps the bias, or there is none)?"""
-    return not getattr(rule, "zero_bias", False) or layer.parameters()[1] is None
+    return not getattr(rule, "zero_bias", False) or not layer.has_bias
 
 
 def _true_output(layer: AffineLayer, x: torch.Tensor, z: torch.Tensor, rule: Rule) -> torch.Tensor:
