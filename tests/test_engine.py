@@ -438,3 +438,38 @@ def test_rectifying_activations_give_the_shortcuts():
     layer = {s.name: s.layer for s in steps if hasattr(s, "layer")}
     assert layer["0"].positive_relevance_only and layer["2"].nonnegative_input
     assert not layer["2"].positive_relevance_only and not layer["4"].nonnegative_input
+
+
+class _MeanHead(nn.Module):
+    """Global average pooling written as a mean in ``forward``."""
+
+    def __init__(self, body: nn.Sequential, how: str):
+        super().__init__()
+        self.body, self.how = body, how
+
+    def forward(self, x):
+        x = self.body[1](self.body[0](x))
+        if self.how == "method":
+            x = x.mean((2, 3))
+        elif self.how == "function":
+            x = torch.mean(x, dim=[-1, -2], keepdim=True).flatten(1)
+        else:
+            x = x.mean()
+        return self.body[4](x)
+
+
+def test_mean_over_axes_is_average_pooling():
+    torch.manual_seed(0)
+    body = nn.Sequential(nn.Conv2d(3, 5, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                         nn.Linear(5, 3)).double()
+    x = torch.rand(3, 9, 9, dtype=torch.float64)
+    for composite in ("epsilon_plus", "epsilon_gamma_box"):
+        ref = Explainer(body, composite, input_bounds=(0, 1)).explain(x)
+        for how in ("method", "function"):
+            model = _MeanHead(body, how)
+            exp = Explainer(model, composite, input_bounds=(0, 1)).explain(x)
+            torch.testing.assert_close(exp.output, ref.output)
+            torch.testing.assert_close(exp.heatmap(), ref.heatmap(), rtol=1e-12, atol=1e-15)
+            assert any(exp.plan.steps[exp.plan.index(n)].type_name == "Mean" for n in exp.layers)
+    with pytest.raises(UnsupportedLayerError, match="batch axis|constant axes"):
+        Explainer(_MeanHead(body, "all"))

@@ -12,7 +12,7 @@ Examples
 >>> exp.conditional_heatmap("0", channels=[1]).shape
 torch.Size([1, 4, 4])
 """
-from .composites import COMPOSITE_NAMES, Composite, Sum, named_composite
+from .composites import COMPOSITE_NAMES, Composite, Mean, Sum, named_composite
 from .errors import InputError, LRPError, UnsupportedLayerError
 from .explainer import DEFAULT_MAX_BYTES, Explainer, Explanation
 from .plan import SUPPORTED
@@ -20,6 +20,7 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, WSquare, Z
 
 __all__ = [
     "Explainer", "Explanation", "Composite", "named_composite", "COMPOSITE_NAMES", "Sum",
+    "Mean",
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
     "LRPError", "UnsupportedLayerError", "InputError", "SUPPORTED", "DEFAULT_MAX_BYTES",
 ]

@@ -30,8 +30,24 @@ class Sum(nn.Module):
     """Marker type standing for residual additions ``a + b`` in layer maps."""
 
 
+class Mean(nn.Module):
+    """Stands for a mean over non-batch axes in a model's ``forward`` (``x.mean((2, 3))``):
+    an average pooling, with its rule; ``dims`` and ``keepdim`` as in ``torch.mean``."""
+
+    def __init__(self, dims: tuple[int, ...], keepdim: bool = False) -> None:
+        super().__init__()
+        self.dims = dims
+        self.keepdim = keepdim
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(self.dims, keepdim=self.keepdim)
+
+    def extra_repr(self) -> str:
+        return f"dims={self.dims}, keepdim={self.keepdim}"
+
+
 CONV_TYPES = (nn.Conv1d, nn.Conv2d)
-AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, Mean)
 
 TypeKey = Union[type, tuple]
 LayerMap = Union[Mapping[TypeKey, Rule], Sequence[tuple[TypeKey, Rule]]]

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .affine import AFFINE_TYPES, BATCHNORM_TYPES, AffineLayer
+from .composites import Mean
 from .errors import UnsupportedLayerError
 from .steps import (AffineStep, CatStep, InputStep, LinearMapStep, MaxPoolStep, PassStep,
                     ReshapeStep, Step, SumStep, batchnorm_fn, pooling_fn)
@@ -28,11 +29,11 @@ from .activations import (ACTIVATION_NAMES, ACTIVATION_TYPES, activation_fn,
 
 IDENTITY_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
-AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d)
+AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, Mean)
 
 SUPPORTED = ("Linear, Conv1d, Conv2d, " + ACTIVATION_NAMES + ", MaxPool1d/2d, "
-             "AvgPool1d/2d, AdaptiveAvgPool1d/2d (modules or functions), BatchNorm1d/2d after "
-             "a Linear/Conv layer, Dropout, Identity, Flatten, view/reshape/flatten, residual "
+             "AvgPool1d/2d, AdaptiveAvgPool1d/2d (modules or functions), means over non-batch "
+             "axes, BatchNorm1d/2d after a Linear/Conv layer, Dropout, Identity, Flatten, view/reshape/flatten, residual "
              "additions, torch.cat")
 
 _ADD = {operator.add, operator.iadd, torch.add}
@@ -261,6 +262,8 @@ class _Builder:
                             "activation", listed=False)
         elif target in _POOL_FN:
             step = _pool_step(node, name, inputs, target)
+        elif target is torch.mean:
+            step = _mean_step(node, name, inputs, "torch.mean")
         elif target in _CAT:
             dim = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim", 0)
             step = CatStep(name, inputs, dim)
@@ -288,6 +291,8 @@ class _Builder:
             step: Step = ReshapeStep(name, inputs)
         elif method in _IDENTITY_METHOD:
             step = PassStep(name, inputs, None, lambda x: x, "identity", listed=False)
+        elif method == "mean":
+            step = _mean_step(node, name, inputs, "Tensor.mean")
         elif method_activation(method) is not None:
             step = PassStep(name, inputs, None, method_activation(method), "activation",
                             listed=False)
@@ -323,6 +328,21 @@ def _pool_step(node: fx.Node, name: str, inputs: list[int], target: Any) -> Step
     if isinstance(module, (nn.MaxPool1d, nn.MaxPool2d)):
         return MaxPoolStep(name, inputs, module)
     return LinearMapStep(name, inputs, module, pooling_fn(module))
+
+
+def _mean_step(node: fx.Node, name: str, inputs: list[int], what: str) -> Step:
+    """A mean over non-batch axes (global average pooling written as ``x.mean((2, 3))``)."""
+    dims = node.args[1] if len(node.args) > 1 else node.kwargs.get("dim")
+    keepdim = node.args[2] if len(node.args) > 2 else node.kwargs.get("keepdim", False)
+    dims = (dims,) if isinstance(dims, int) else dims
+    if not isinstance(dims, (tuple, list)) or not dims or \
+            not all(isinstance(d, int) for d in dims) or not isinstance(keepdim, bool):
+        raise _unsupported_op(node, what, "only a mean over given constant axes is supported")
+    if 0 in dims or "dtype" in node.kwargs:
+        raise _unsupported_op(node, what, "a mean over the batch axis (or with a dtype) "
+                              "mixes samples; take it over the other axes")
+    module = Mean(tuple(dims), keepdim)
+    return LinearMapStep(name, inputs, module, module.forward)
 
 
 class _FlattenStep(ReshapeStep):
