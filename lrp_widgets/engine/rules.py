@@ -209,22 +209,26 @@ class Gamma(Rule):
             return lambda r: _backward_terms(layer, [up_terms], [r / d_up], x.shape)
         # The two halves' weights and biases add up to (2 + gamma) times the layer's
         # own, so their outputs add up to (2 + gamma) z (bias and both input signs
-        # included): the second half's output needs no convolution of its own.
-        z_down = torch.mul(_true_output(layer, x, z, self), 2.0 + g).sub_(z_up)
+        # included): the second half's output, z_down = (2 + gamma) z - z_up, needs no
+        # convolution of its own.
+        eps, sign = self.stabilizer, torch.sign(z)
         if _keeps_output(self, layer):
             # Each half only adds terms of its output's sign: z_up >= z > 0 where the
             # first half applies and z_down <= z < 0 where the second does, so one
-            # side of each stabiliser suffices (the same numbers, fewer passes).
-            d_up, d_down = stabilize_positive(z_up, self.stabilizer, inplace=True), \
-                z_down.clamp_max_(0).sub_(self.stabilizer)
+            # side of each stabiliser suffices (the same numbers, fewer passes). The
+            # second is built from -z_down >= 0 and gets its sign back from the mask.
+            minus_z_down = torch.add(z_up, z, alpha=-(2.0 + g))
+            d_down = stabilize_positive(minus_z_down, eps, inplace=True)
+            d_up = stabilize_positive(z_up, eps, inplace=True)
         else:
-            d_up, d_down = stabilize(z_up, self.stabilizer), stabilize(z_down, self.stabilizer)
-        # 0/1 float masks (far cheaper on CPU than boolean ops). Dividing by them puts
-        # inf in the denominators where a half does not apply: r / inf == 0 drops
-        # the relevance there without a masking pass in every backward pass.
-        sign = torch.sign(z)
-        d_up.div_(sign.clamp(min=0))
-        d_down.div_(sign.neg_().clamp_(min=0))
+            z_down = torch.mul(_true_output(layer, x, z, self), 2.0 + g).sub_(z_up)
+            d_up, d_down = stabilize(z_up, eps), stabilize(z_down, eps).neg_()
+        # Float masks (far cheaper on CPU than boolean ops): 1 / -1 where a half
+        # applies, 0 elsewhere. Dividing by them puts inf in the denominators where a
+        # half does not apply, so r / inf == 0 drops the relevance there without a
+        # masking pass in every backward pass.
+        d_down.div_(sign.clamp(max=0))
+        d_up.div_(sign.clamp_(min=0))
         if not layer.stackable:
             return lambda r: _backward_terms(layer, [up_terms, down_terms],
                                              [r / d_up, r / d_down], x.shape)
