@@ -193,10 +193,16 @@ class Gamma(Rule):
     def propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor) -> Propagator:
         weight, bias = self._params(layer)
         g = self.gamma
-        w_up, w_down, b_up = layer.cached(("gamma", g, self.zero_bias), lambda: (
-            weight + g * weight.clamp(min=0), weight + g * weight.clamp(max=0),
+        w_up, b_up = layer.cached(("gamma", g, self.zero_bias), lambda: (
+            weight + g * weight.clamp(min=0),
             None if bias is None else bias + g * bias.clamp(min=0)))
-        up_terms, down_terms = _signed_terms(layer, x, [(w_up, w_down), (w_down, w_up)])
+
+        def w_down() -> torch.Tensor:
+            # Only some layers need the second half's weights on their own (inputs with
+            # negative parts, grouped convolutions): computed and kept on demand.
+            return layer.cached(("gamma-down", g), lambda: weight + g * weight.clamp(max=0))
+
+        up_terms = _signed_terms(layer, x, [(w_up, w_down)])[0]
         z_up = _forward_terms(layer, [up_terms], [b_up])[0]
         if layer.positive_relevance_only:
             # The graph guarantees no relevance on outputs <= 0 (a ReLU follows and
@@ -230,12 +236,18 @@ class Gamma(Rule):
         d_down.div_(sign.clamp(max=0))
         d_up.div_(sign.clamp_(min=0))
         if not layer.stackable:
+            down_terms = _signed_terms(layer, x, [(w_down(), w_up)])[0]
             return lambda r: _backward_terms(layer, [up_terms, down_terms],
                                              [r / d_up, r / d_down], x.shape)
         # Both halves in one transposed convolution per input part: the messages and
-        # weights stacked along the output axis (the sum over it adds the halves).
-        stacked = [(inp, layer.cached(("gamma-stacked", g, k), lambda: torch.cat([w_a, w_b])))
-                   for k, ((inp, w_a), (_, w_b)) in enumerate(zip(up_terms, down_terms))]
+        # weights stacked along the output axis (the sum over it adds the halves). The
+        # positive input part takes [w_up; w_down], a negative part [w_down; w_up].
+        def stacked_weights(k: int) -> torch.Tensor:
+            down = weight + g * weight.clamp(max=0)      # kept only inside the stack
+            return torch.cat([w_up, down] if k == 0 else [down, w_up])
+
+        stacked = [(inp, layer.cached(("gamma-stacked", g, k), lambda k=k: stacked_weights(k)))
+                   for k, (inp, _) in enumerate(up_terms)]
         axis = 1 if layer.spatial_dims else -1
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
