@@ -152,6 +152,19 @@ def measure(name: str, size: int, repeats: int, device: torch.device, references
     return rows
 
 
+def status_mb(field: str) -> Optional[float]:
+    """A memory figure of this process from /proc/self/status (``"VmRSS"``: resident
+    now, ``"VmHWM"``: peak) in MB, or None where /proc does not have it."""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith(field + ":"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return None
+
+
 def peak_rss_mb() -> float:
     """This process's peak resident memory in MB.
 
@@ -159,14 +172,8 @@ def peak_rss_mb() -> float:
     inherits its parent's peak), so read the high-water mark of the process's own
     address space instead where /proc has it.
     """
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmHWM:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    peak = status_mb("VmHWM")
+    return peak if peak is not None else resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def memory_probe(name: str, size: int, n: int, device: str) -> float:

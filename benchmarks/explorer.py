@@ -30,6 +30,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from benchmarks.engine import status_mb  # noqa: E402
 from lrp_widgets import Explorer  # noqa: E402
 
 BARS = {"embedded_ms": 100.0, "ratio": 1.2, "memory_mb": 32.0}
@@ -47,13 +48,9 @@ class Row:
 
 def rss_mb() -> float:
     """Resident memory of this process now (MB)."""
-    try:
-        with open("/proc/self/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1]) / 1024
-    except OSError:
-        pass
+    now = status_mb("VmRSS")
+    if now is not None:
+        return now
     import resource
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 

@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 sys.path.insert(0, os.path.dirname(__file__))   # for tests/zennit_reference.py
+sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))   # for benchmarks/
 
 # Tests are measured on 2-core machines; more threads only add contention.
 torch.set_num_threads(min(2, torch.get_num_threads()))

@@ -11,6 +11,7 @@ import time
 import numpy as np
 import pytest
 import torch
+from benchmarks.engine import status_mb
 from torch import nn
 
 from lrp_widgets import Explorer, models
@@ -558,11 +559,7 @@ def test_export_directory_zip_and_download(ex, tmp_path):
 
 
 def rss_mb() -> float:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1]) / 1024
-    return 0.0
+    return status_mb("VmRSS") or 0.0
 
 
 def test_memory_stays_flat_over_200_updates(ex):

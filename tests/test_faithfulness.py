@@ -10,12 +10,11 @@ import pytest
 import torch
 from torch import nn
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.faithfulness import (COLUMNS, Row, format_table, gradient_x_input,  # noqa: E402
+from benchmarks.faithfulness import (COLUMNS, Row, format_table, gradient_x_input,
                                      input_bounds, outside_share, score, steering_loss,
                                      train_steered)
+
+ROOT = Path(__file__).resolve().parents[1]
 from lrp_widgets import data, models  # noqa: E402
 
 # Written out here, not read from the benchmark, so that dropping a row fails the test.

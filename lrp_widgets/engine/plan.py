@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .affine import AFFINE_TYPES, BATCHNORM_TYPES, AffineLayer
-from .composites import Mean
+from .composites import AVGPOOL_TYPES, Mean
 from .errors import UnsupportedLayerError
 from .steps import (AffineStep, CatStep, InputStep, LinearMapStep, MaxPoolStep, PassStep,
                     ReshapeStep, Step, SumStep, batchnorm_fn, pooling_fn)
@@ -29,7 +29,6 @@ from .activations import (ACTIVATION_NAMES, ACTIVATION_TYPES, activation_fn,
 
 IDENTITY_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
-AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, Mean)
 
 SUPPORTED = ("Linear, Conv1d, Conv2d, " + ACTIVATION_NAMES + ", MaxPool1d/2d, "
              "AvgPool1d/2d, AdaptiveAvgPool1d/2d (modules or functions), means over non-batch "
@@ -204,7 +203,8 @@ class _Builder:
         elif isinstance(module, MAXPOOL_TYPES):
             step = MaxPoolStep(name, inputs, module)
         elif isinstance(module, AVGPOOL_TYPES):
-            step = LinearMapStep(name, inputs, module, pooling_fn(module))
+            fn = module.forward if isinstance(module, Mean) else pooling_fn(module)
+            step = LinearMapStep(name, inputs, module, fn)
         else:
             raise _unsupported_module(node.target, module)
         self.add(node, step)
@@ -256,10 +256,8 @@ class _Builder:
             step = ReshapeStep(name, inputs)
         elif target in _IDENTITY_FN:
             step = PassStep(name, inputs, None, lambda x: x, "identity", listed=False)
-        elif function_activation(target, node.args, node.kwargs) is not None:
-            step = PassStep(name, inputs, None,
-                            function_activation(target, node.args, node.kwargs),
-                            "activation", listed=False)
+        elif (fn := function_activation(target, node.args, node.kwargs)) is not None:
+            step = PassStep(name, inputs, None, fn, "activation", listed=False)
         elif target in _POOL_FN:
             step = _pool_step(node, name, inputs, target)
         elif target is torch.mean:
@@ -293,9 +291,8 @@ class _Builder:
             step = PassStep(name, inputs, None, lambda x: x, "identity", listed=False)
         elif method == "mean":
             step = _mean_step(node, name, inputs, "Tensor.mean")
-        elif method_activation(method) is not None:
-            step = PassStep(name, inputs, None, method_activation(method), "activation",
-                            listed=False)
+        elif (fn := method_activation(method)) is not None:
+            step = PassStep(name, inputs, None, fn, "activation", listed=False)
         else:
             raise _unsupported_op(node, f"Tensor.{method}")
         self.add(node, step)
