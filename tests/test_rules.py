@@ -254,6 +254,44 @@ def test_cached_rule_parts_follow_bounds_shapes_and_weights():
                                    rtol=1e-10, atol=1e-12)
 
 
+
+@pytest.mark.parametrize("kind", ["linear", "conv2d_grouped"], ids=["stacked", "separate"])
+@pytest.mark.parametrize("zero", [0.0, -0.0], ids=["+0", "-0"])
+@pytest.mark.parametrize("gamma", [0.25, 0.0])
+@pytest.mark.parametrize("zero_bias", [False, True], ids=["bias", "zero_bias"])
+def test_gamma_drops_relevance_of_zero_outputs(kind, zero, gamma, zero_bias):
+    """Outputs that are exactly zero, of either sign, belong to neither half of the
+    rule: relevance sent to them is dropped, however the halves are computed."""
+    layer, x = layer_and_input(kind, bias=True, nonneg=False)
+    g = torch.Generator().manual_seed(5)
+    with torch.no_grad():                  # small integers: all sums below are exact
+        w = layer.module.weight
+        w.copy_(torch.randint(-3, 4, w.shape, generator=g))
+        x = torch.randint(-3, 4, x.shape, generator=g).double()
+        # unit 0 sees two equal inputs through opposite weights: its outputs are 0
+        if kind == "linear":
+            w[0] = 0.0
+            w[0, 0], w[0, 1] = 2.0, -2.0
+            x[0, 0] = x[0, 1] = 2.0
+        else:
+            w[0, 0] = torch.randint(1, 4, w[0, 0].shape, generator=g)
+            w[0, 1] = -w[0, 0]
+            x[:, 1] = x[:, 0] = torch.randint(1, 4, x[:, 0].shape, generator=g)
+        layer.module.bias.copy_(torch.randint(-3, 4, layer.module.bias.shape, generator=g))
+        layer.module.bias[0] = 0.0
+    z = layer.apply(x, *layer.parameters())
+    dead = z == 0
+    assert dead.any() and (~dead).any()
+    z = torch.where(dead, torch.full_like(z, zero), z)
+    r = torch.ones((2,) + tuple(z.shape[1:]), dtype=torch.float64)
+    rule = Gamma(gamma, zero_bias=zero_bias)
+    ours = rule.propagator(layer, x, z)(r)
+    assert torch.isfinite(ours).all()
+    torch.testing.assert_close(ours, reference(rule, layer, x, r * ~dead), rtol=1e-10, atol=1e-12)
+    # and the relevance of the live outputs is all there is: dropping it gives zero
+    assert torch.count_nonzero(rule.propagator(layer, x, z)(r * dead)) == 0
+
+
 @pytest.mark.parametrize("rule", [Epsilon(EPS), Epsilon(1e-3, zero_bias=True), Gamma(0.25),
                                   Gamma(0.5, zero_bias=True)], ids=repr)
 @pytest.mark.parametrize("kind", ["linear", "conv2d", "conv2d_grouped"])

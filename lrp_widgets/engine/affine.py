@@ -187,6 +187,9 @@ class AffineLayer:
         m = self.module
         shape = (s.shape[0],) + tuple(input_shape[1:])
         # The same kernel autograd uses for the input gradient, without autograd's overhead.
+        # It reads only the input's shape, but makes the input contiguous first: an
+        # uninitialised tensor is (the memory is never touched), an expanded scalar
+        # would be copied out at full size on every call.
         return torch.ops.aten.convolution_backward(
-            s, s.new_empty(1).expand(shape), weight, None, list(m.stride), list(self.padding),
+            s, s.new_empty(shape), weight, None, list(m.stride), list(self.padding),
             list(m.dilation), False, [0] * self.spatial_dims, m.groups, (True, False, False))[0]

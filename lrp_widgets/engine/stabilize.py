@@ -30,19 +30,17 @@ def stabilize(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     return torch.add(z, sign_no_zero(z), alpha=epsilon)
 
 
-def stabilize_positive(z: torch.Tensor, epsilon: float, inplace: bool = False) -> torch.Tensor:
+def stabilize_positive(z: torch.Tensor, epsilon: float) -> torch.Tensor:
     """``stabilize(z, epsilon)`` where ``z >= 0``; ``epsilon`` where ``z < 0``.
 
     For denominators whose negative entries never meet any relevance (the
-    numerator is zero there), or which are non-negative by construction (z⁺). Two
-    cheap passes instead of four: in those places the result equals
-    :func:`stabilize` bit for bit, and elsewhere it is positive, so dividing a zero
-    by it still gives zero. ``inplace=True`` overwrites ``z`` (for a fresh tensor
-    the caller owns: no allocation, and the data is still in the cache).
+    numerator is zero there). Two cheap passes instead of four: in those places the
+    result equals :func:`stabilize` bit for bit, and elsewhere it is positive, so
+    dividing a zero by it still gives zero.
 
     Examples
     --------
     >>> stabilize_positive(torch.tensor([-1.0, 0.0, 2.0]), 0.5)
     tensor([0.5000, 0.5000, 2.5000])
     """
-    return (z.clamp_min_(0) if inplace else z.clamp_min(0)).add_(epsilon)
+    return z.clamp_min(0).add_(epsilon)
