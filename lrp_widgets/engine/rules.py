@@ -351,18 +351,21 @@ class ZBox(Rule):
         z_bounds = layer.cached("zbox-bounds", lambda: layer.apply(low, wp, _pos(bias))
                                 + layer.apply(high, wn, _neg(bias)), tag=tag)
         denom = stabilize(z - z_bounds, self.stabilizer)
+        # The layer's adjoint is the sum of its positive and negative parts' adjoints:
+        # x A(s) - low A⁺(s) - high A⁻(s) = (x - low) A⁺(s) + (x - high) A⁻(s), so two
+        # adjoints suffice, not three.
         if layer.stackable:
             # The first layer has few input channels: one transposed convolution with
-            # the three weights stacked costs about as much as one, not three.
-            stacked = layer.cached("zbox-stacked", lambda: torch.cat([weight, wp, wn], dim=1))
-            adjoints = lambda s: layer.adjoint_stacked(s, stacked, 3, x.shape)  # noqa: E731
+            # both weights stacked costs about as much as one, not two.
+            stacked = layer.cached("zbox-stacked", lambda: torch.cat([wp, wn], dim=1))
+            adjoints = lambda s: layer.adjoint_stacked(s, stacked, 2, x.shape)  # noqa: E731
         else:
-            adjoints = lambda s: [layer.adjoint(s, w, x.shape)  # noqa: E731
-                                  for w in (weight, wp, wn)]
+            adjoints = lambda s: [layer.adjoint(s, w, x.shape) for w in (wp, wn)]  # noqa: E731
+        x_low, x_high = x - low, x - high
 
         def propagate(r: torch.Tensor) -> torch.Tensor:
-            a, a_low, a_high = adjoints(r / denom)
-            return torch.sub(a.mul_(x), a_low.mul_(low).add_(a_high.mul_(high)))
+            a_pos, a_neg = adjoints(r / denom)
+            return a_pos.mul_(x_low).add_(a_neg.mul_(x_high))
         return propagate
 
 
