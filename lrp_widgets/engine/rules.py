@@ -293,9 +293,9 @@ def _gamma_denominators(z: torch.Tensor, z_up: torch.Tensor, g: float) -> torch.
     second half's output needs no convolution: both halves' weights and biases add
     up to ``(2 + γ)`` times the layer's own, so ``-z_down = z_up - (2 + γ) z``.
     Where a half does not apply, its denominator is inf, so ``r / inf == 0`` drops
-    the relevance there in every backward pass without a masking pass. The
-    thresholds are built with six cheap element-wise passes (no comparisons, no
-    ``where``: on CPU both are many times slower).
+    the relevance there in every backward pass without a masking pass. Six plain
+    element-wise passes build both: ``torch.where`` and masked fills with boolean
+    masks take several times longer per element on CPU.
     """
     d = z_up.new_empty((2,) + tuple(z.shape[1:]))
     up, down = d[0:1], d[1:2]
