@@ -2,7 +2,9 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -13,6 +15,29 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(__file__)))   # for benchmark
 
 # Tests are measured on 2-core machines; more threads only add contention.
 torch.set_num_threads(min(2, torch.get_num_threads()))
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_benchmark(script: str, *args: str, timeout: int = 600) -> str:
+    """Run ``benchmarks/<script>`` with ``args`` in a fresh process; its stdout, after
+    checking that it exited cleanly (the benchmark tests run each one at a tiny size)."""
+    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / script), *args],
+                         capture_output=True, text=True, timeout=timeout, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return out.stdout
+
+
+def printed_ratios(text: str) -> list[float]:
+    """Every ratio a benchmark printed as a number followed by ``x`` (``1.46x``)."""
+    return [float(tok[:-1]) for tok in text.split() if tok.endswith("x") and
+            tok[:-1].replace(".", "", 1).isdigit()]
+
+
+def printed_values(text: str, unit: str) -> list[float]:
+    """Every number a benchmark printed before ``unit`` as a separate word (``12.3 ms``)."""
+    words = text.split()
+    return [float(a) for a, b in zip(words, words[1:]) if b == unit]
 
 
 def randomize_batchnorm(model: nn.Module, seed: int = 0) -> nn.Module:

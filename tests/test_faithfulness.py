@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import math
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 import torch
@@ -13,9 +10,8 @@ from torch import nn
 from benchmarks.faithfulness import (COLUMNS, Row, format_table, gradient_x_input,
                                      input_bounds, outside_share, score, steering_loss,
                                      train_steered)
-
-ROOT = Path(__file__).resolve().parents[1]
-from lrp_widgets import data, models  # noqa: E402
+from conftest import run_benchmark
+from lrp_widgets import data, models
 
 # Written out here, not read from the benchmark, so that dropping a row fails the test.
 EXPECTED_MODELS = {"squares": ("mlp", "cnn", "cnn_bn"), "climate_field": ("mlp", "cnn", "cnn_bn"),
@@ -31,17 +27,14 @@ SCORES = ("acc", "rma", "point", "point1", "distr", "border", "land")
 def tiny_run(tmp_path_factory) -> tuple[str, list[dict[str, str]]]:
     """Stdout of ``faithfulness.py --tiny`` and the rows of the Markdown table it wrote."""
     markdown = tmp_path_factory.mktemp("faithfulness") / "table.md"
-    out = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "faithfulness.py"), "--tiny",
-                          "--markdown", str(markdown)],
-                         capture_output=True, text=True, timeout=120, cwd=ROOT)
-    assert out.returncode == 0, out.stderr[-3000:]
+    stdout = run_benchmark("faithfulness.py", "--tiny", "--markdown", str(markdown), timeout=120)
     lines = markdown.read_text().strip().splitlines()
     header = [cell.strip() for cell in lines[0].strip("|").split("|")]
     assert header == list(COLUMNS)
     assert set(lines[1].replace("|", "").replace("-", "").replace(":", "")) <= {""}
     rows = [dict(zip(header, (cell.strip() for cell in line.strip("|").split("|"))))
             for line in lines[2:]]
-    return out.stdout, rows
+    return stdout, rows
 
 
 def _key(row: dict[str, str]) -> tuple[str, str, str, str]:
