@@ -15,7 +15,7 @@ Examples
 >>> from lrp_widgets import data
 >>> ds = data.sequences(n=4, seed=0, kind="pulse")
 >>> ds.inputs.shape, ds.classes
-(torch.Size([4, 48, 4]), ['negative', 'positive'])
+(torch.Size([4, 40, 4]), ['negative', 'positive'])
 """
 from __future__ import annotations
 
@@ -73,8 +73,8 @@ def _uniform(rng: np.random.Generator, shape: tuple[int, ...], half_width: float
 
 # ------------------------------------------------------------------------- pulse
 
-def pulse_series(n: int = 500, seed: int = 0, length: int = 48, features: int = 4,
-                 window: tuple[int, int] = (6, 18), distractor_window: tuple[int, int] = (28, 44),
+def pulse_series(n: int = 500, seed: int = 0, length: int = 40, features: int = 4,
+                 window: tuple[int, int] = (6, 16), distractor_window: tuple[int, int] = (24, 36),
                  width: int = 4, amplitude: float = 1.0, noise: float = 0.4) -> SequenceDataset:
     """Class by the sign of a pulse in a known window; a random-sign distractor later.
 
