@@ -46,6 +46,7 @@ from ..models.training import temporary_mode
 __all__ = ["pixel_flipping", "FlippingCurve"]
 
 Order = Literal["morf", "lerf"]
+CHUNK_VALUES = 2 ** 20
 Targets = Union[int, Sequence[int], np.ndarray, torch.Tensor]
 
 
@@ -110,7 +111,7 @@ def _unit_shape(per_sample: tuple[int, ...], sample: tuple[int, ...]) -> tuple[i
 @torch.no_grad()
 def pixel_flipping(model: nn.Module, x: torch.Tensor, heatmap, target: Targets,
                    steps: int = 20, order: Order = "morf", baseline: float | torch.Tensor = 0.0,
-                   batch_size: int = 256) -> FlippingCurve:
+                   batch_size: int | None = None) -> FlippingCurve:
     """Replace input units in heatmap order, step by step; the target's logit after each.
 
     Parameters
@@ -137,8 +138,9 @@ def pixel_flipping(model: nn.Module, x: torch.Tensor, heatmap, target: Targets,
         Ties are broken by position (the lower flat index first).
     baseline : float or torch.Tensor
         The replacement value, or values broadcastable to one input.
-    batch_size : int
-        Perturbed inputs per forward call (bounds the memory).
+    batch_size : int, optional
+        Perturbed inputs per forward call (bounds the memory). Default: as many
+        as hold about ``2**20`` input values (4 MiB in float32), at least one.
 
     Returns
     -------
@@ -152,7 +154,7 @@ def pixel_flipping(model: nn.Module, x: torch.Tensor, heatmap, target: Targets,
         raise InputError("x contains NaN or infinite values")
     if order not in ("morf", "lerf"):
         raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
-    if int(batch_size) != batch_size or batch_size < 1:
+    if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
     batched = not isinstance(target, (int, np.integer))
     xs = x if batched else x.unsqueeze(0)
@@ -187,7 +189,10 @@ def pixel_flipping(model: nn.Module, x: torch.Tensor, heatmap, target: Targets,
     bounds = torch.tensor([k * n_units // steps for k in range(1, steps + 1)], device=x.device)
 
     # All (step, input) pairs, steps outermost; each chunk becomes one forward call.
+    # Large chunks matter: per-call overhead, not arithmetic, dominates small models.
     pairs = steps * n_inputs
+    if batch_size is None:
+        batch_size = max(1, CHUNK_VALUES // max(1, xs[0].numel()))
     scores = torch.empty(pairs, dtype=torch.float64, device=x.device)
     with temporary_mode(model, False):
         original = _logits(model, xs, targets)
