@@ -45,6 +45,21 @@ class _Samples:
         """Number of samples of each class, in the order of ``classes``."""
         return torch.bincount(self.labels, minlength=len(self.classes)).tolist()
 
+    def _check_fields(self, mask_shape: tuple[int, ...]) -> None:
+        """Labels, the three masks and ``extras`` fit ``n = mask_shape[0]`` samples."""
+        n = mask_shape[0]
+        if self.labels.shape != (n,):
+            raise ValueError(f"labels must be ({n},), got {tuple(self.labels.shape)}")
+        for attr in ("masks", "distractor_masks", "constant_mask"):
+            value = getattr(self, attr)
+            if tuple(value.shape) != mask_shape or value.dtype != torch.bool:
+                raise ValueError(f"{attr} must be a bool tensor shaped {mask_shape}, "
+                                 f"got {value.dtype} {tuple(value.shape)}")
+        for key, value in getattr(self, "extras", {}).items():
+            if value.ndim == 0 or value.shape[0] != n:
+                raise ValueError(f"extras[{key!r}] must have first axis {n}, "
+                                 f"got {tuple(value.shape)}")
+
 
 def _index(indices: Sequence[int] | torch.Tensor | slice) -> torch.Tensor | slice:
     return indices if isinstance(indices, slice) else \
@@ -105,16 +120,7 @@ class Dataset(_Samples):
         if self.constant_mask is None:
             self.constant_mask = _no_pixels(self.images)
         n, _, h, w = self.images.shape
-        if self.labels.shape != (n,):
-            raise ValueError(f"labels must be ({n},), got {tuple(self.labels.shape)}")
-        for attr in ("masks", "distractor_masks", "constant_mask"):
-            value = getattr(self, attr)
-            if value.shape != (n, h, w) or value.dtype != torch.bool:
-                raise ValueError(f"{attr} must be a bool tensor shaped ({n}, {h}, {w}), "
-                                 f"got {value.dtype} {tuple(value.shape)}")
-        for key, value in self.extras.items():
-            if value.ndim == 0 or value.shape[0] != n:
-                raise ValueError(f"extras[{key!r}] must have first axis {n}, got {tuple(value.shape)}")
+        self._check_fields((n, h, w))
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Return ``(image, label)`` of one sample, image shaped ``(C, H, W)``."""
@@ -194,13 +200,7 @@ class SequenceDataset(_Samples):
         for attr in ("distractor_masks", "constant_mask"):
             if getattr(self, attr) is None:  # stride-0 all-False view, as for images
                 setattr(self, attr, torch.zeros((), dtype=torch.bool).expand(shape))
-        if self.labels.shape != shape[:1]:
-            raise ValueError(f"labels must be ({shape[0]},), got {tuple(self.labels.shape)}")
-        for attr in ("masks", "distractor_masks", "constant_mask"):
-            value = getattr(self, attr)
-            if tuple(value.shape) != shape or value.dtype != torch.bool:
-                raise ValueError(f"{attr} must be a bool tensor shaped {shape}, "
-                                 f"got {value.dtype} {tuple(value.shape)}")
+        self._check_fields(shape)
         if self.grid is not None:
             self.grid = (int(self.grid[0]), int(self.grid[1]))
             if self.grid[0] * self.grid[1] != shape[2]:
@@ -209,10 +209,6 @@ class SequenceDataset(_Samples):
                                            or tuple(self.land_mask.shape) != self.grid):
             raise ValueError(f"land_mask must be shaped like grid {self.grid}, "
                              f"got {tuple(self.land_mask.shape)}")
-        for key, value in self.extras.items():
-            if value.ndim == 0 or value.shape[0] != shape[0]:
-                raise ValueError(f"extras[{key!r}] must have first axis {shape[0]}, "
-                                 f"got {tuple(value.shape)}")
 
     def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
         """Return ``(series, label)`` of one sample, the series shaped ``(T, F)``."""
