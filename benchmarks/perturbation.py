@@ -95,7 +95,7 @@ def ours_run(case: Case) -> Callable[[], np.ndarray]:
                                   steps=case.steps).score
 
 
-def floor_run(case: Case, values: int = 2 ** 20) -> Callable[[], None]:
+def floor_run(case: Case, values: int = 2 ** 17) -> Callable[[], None]:
     """Only the model's forward passes over every perturbed input (built beforehand, in
     chunks of ``values`` numbers, as ours): the least that any implementation of the
     same curve must do."""

@@ -139,28 +139,31 @@ class EchoStateNetwork(nn.Module):
     def states(self, inputs: torch.Tensor) -> torch.Tensor:
         """All reservoir states ``(N, T, R)`` (``(T, R)`` for one series ``(T, F)``),
         computed in the dtype of the buffers."""
-        return self._run(inputs, self.W_in, self.W, self.bias)
+        return self._run(inputs, self.W_in, self.W, self.bias, keep="all")
 
     def _run(self, inputs: torch.Tensor, w_in: torch.Tensor, w: torch.Tensor,
-             bias: torch.Tensor) -> torch.Tensor:
+             bias: torch.Tensor, keep: str) -> torch.Tensor:
+        """The reservoir over time; ``keep``: ``"all"`` states, or only the readout's
+        summary (``"last"``, ``"mean"``), which needs no (N, T, R) buffer."""
         single = isinstance(inputs, torch.Tensor) and inputs.ndim == 2
         u = _check_series(inputs, self.n_inputs).to(w.dtype)
         # The input drive of every step at once; only the recurrence is sequential.
         drive = u @ w_in.T + bias
         x = drive.new_zeros(u.shape[0], self.n_reservoir)
-        out = []
+        out, total = [], torch.zeros_like(x)
         for t in range(u.shape[1]):
             x = (1.0 - self.leak) * x + self.leak * torch.tanh(drive[:, t] + x @ w.T)
-            out.append(x)
-        states = torch.stack(out, dim=1)
-        return states[0] if single else states
-
-    def _summary(self, states: torch.Tensor) -> torch.Tensor:
-        return states[..., -1, :] if self.readout_mode == "last" else states.mean(dim=-2)
+            if keep == "all":
+                out.append(x)
+            elif keep == "mean":
+                total = total + x
+        result = {"all": lambda: torch.stack(out, dim=1), "last": lambda: x,
+                  "mean": lambda: total / u.shape[1]}[keep]()
+        return result[0] if single else result
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
         """What the readout sees: the last or the mean state, ``(N, R)``."""
-        return self._summary(self.states(inputs))
+        return self._run(inputs, self.W_in, self.W, self.bias, keep=self.readout_mode)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Logits ``(N, n_classes)`` for series ``(N, T, F)``; ``(n_classes,)`` for ``(T, F)``."""
@@ -200,8 +203,8 @@ class EchoStateNetwork(nn.Module):
             raise InputError(f"labels must lie in [0, {self.n_classes}), got values from "
                              f"{int(labels.min())} to {int(labels.max())}")
         # The reservoir runs in float64 on copies of the buffers.
-        features = self._summary(self._run(inputs.double(), self.W_in.double(),
-                                           self.W.double(), self.bias.double()))
+        features = self._run(inputs.double(), self.W_in.double(), self.W.double(),
+                             self.bias.double(), keep=self.readout_mode)
         targets = nn.functional.one_hot(labels.long(), self.n_classes).double()
         mean_f, mean_t = features.mean(0), targets.mean(0)
         centred = features - mean_f
