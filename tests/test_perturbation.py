@@ -242,3 +242,13 @@ def test_relevance_mass_accuracy_against_quantus_definition():
     # ... and differs from Quantus's signed score, which is not confined to [0, 1].
     raw = _quantus_localisation(metric, signed, mask)
     assert np.abs(raw - ours).max() > 0.05
+
+
+def test_scores_on_series_heatmaps():
+    from lrp_widgets import data
+    ds = data.sequences(n=6, seed=0, kind="pulse")
+    heatmap = ds.masks.double() + 0.01 * ds.inputs.double()     # relevance on the evidence
+    assert (relevance_rank_accuracy(heatmap, ds.masks) == 1.0).all()
+    rma = relevance_mass_accuracy(heatmap, ds.masks)
+    assert rma.shape == (6,) and (rma > 0.9).all()
+    assert relevance_mass_accuracy(heatmap[2], ds.masks[2]) == pytest.approx(rma[2])

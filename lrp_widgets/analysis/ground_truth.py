@@ -16,6 +16,10 @@ heatmap                   mask                result
 
 :func:`border_share` has no mask: a 4-D heatmap is a batch, a 2-D or 3-D one a
 single map (pass a batch of 2-D maps as ``(N, 1, H, W)``).
+
+Series heatmaps ``(T, F)`` (``data.sequences``) are 2-D maps of time by feature:
+score one with a ``(T, F)`` mask, a batch ``(N, T, F)`` with masks ``(N, T, F)``
+(a 3-D heatmap with a 2-D mask would be read as one ``(C, H, W)`` image).
 """
 from __future__ import annotations
 
