@@ -193,7 +193,8 @@ def border_share(heatmap: ArrayLike, width: int = 2) -> Score:
     return _positive_share(maps, np.broadcast_to(band, maps.shape), batched)
 
 
-def pointing_game(heatmap: ArrayLike, mask: ArrayLike, tolerance: int = 0) -> Union[bool, np.ndarray]:
+def pointing_game(heatmap: ArrayLike, mask: ArrayLike, tolerance: int = 0
+                  ) -> Union[bool, np.ndarray]:
     """Does the heatmap's maximum lie inside the ground-truth mask? (Zhang et al., 2018)
 
     Judged on the colour-summed map. When the maximum is attained at several
