@@ -144,6 +144,9 @@ def test_batch_equals_single_and_hand_computed_linear_model():
     single = pixel_flipping(model, x[2], heatmap[2], 0, steps=3)
     np.testing.assert_allclose(single.score, curve.score[2], rtol=1e-15)
     assert isinstance(single.aopc, float) and single.score.shape == (3,)
+    for scalar in (torch.tensor(0), np.int64(0)):
+        again = pixel_flipping(model, x[2], heatmap[2], scalar, steps=3)
+        np.testing.assert_array_equal(again.score, single.score)
     lerf = pixel_flipping(model, x[0], heatmap[0], 0, steps=6, order="lerf")
     np.testing.assert_allclose(lerf.score, 6.5 - np.cumsum([-2.0, -1.0, 0.5, 2.0, 3.0, 4.0]))
     # Steps that do not divide the units: floor(k n / L) units after step k.

@@ -156,6 +156,8 @@ def pixel_flipping(model: nn.Module, x: torch.Tensor, heatmap, target: Targets,
         raise InputError(f"order must be 'morf' or 'lerf', got {order!r}")
     if batch_size is not None and (int(batch_size) != batch_size or batch_size < 1):
         raise InputError(f"batch_size must be a positive integer, got {batch_size!r}")
+    if isinstance(target, (torch.Tensor, np.ndarray)) and target.ndim == 0:
+        target = int(target)
     batched = not isinstance(target, (int, np.integer))
     xs = x if batched else x.unsqueeze(0)
     targets = _targets(target, xs.shape[0] if batched else None).to(x.device)
