@@ -8,10 +8,12 @@ Examples
 >>> mse(ref, ref), smape(ref, 0 * ref)
 (0.0, 100.0)
 """
+from .atlas import Atlas, Crop, concept_atlas
 from .ground_truth import (border_share, constant_region_share, distractor_share,
                            pointing_game, relevance_mass_accuracy)
 from .graph import (GraphPath, critical_path, default_levels, graph_from_json, graph_positions,
                     graph_to_json, read_graphml, relevance_graph, top_paths, write_graphml)
+from .receptive_field import ReceptiveField, receptive_field
 from .metrics import as_map, mse, mse_batch, mse_smape_batch, smape, smape_batch
 from .selection import (ProgressBar, Selection, SelectionCurve, default_ks, optimize_selection,
                         selection_curve, unit_heatmaps)
@@ -21,4 +23,5 @@ __all__ = ["mse", "smape", "mse_batch", "smape_batch", "mse_smape_batch", "as_ma
            "constant_region_share", "relevance_graph", "default_levels", "critical_path",
            "top_paths", "GraphPath", "graph_to_json", "graph_from_json", "write_graphml",
            "read_graphml", "graph_positions", "SelectionCurve", "Selection", "selection_curve",
-           "optimize_selection", "unit_heatmaps", "default_ks", "ProgressBar"]
+           "optimize_selection", "unit_heatmaps", "default_ks", "ProgressBar",
+           "concept_atlas", "Atlas", "Crop", "receptive_field", "ReceptiveField"]
