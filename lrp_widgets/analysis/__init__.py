@@ -13,7 +13,7 @@ from .ground_truth import (border_share, constant_region_share, distractor_share
                            pointing_game, relevance_mass_accuracy)
 from .graph import (GraphPath, critical_path, default_levels, graph_from_json, graph_positions,
                     graph_to_json, read_graphml, relevance_graph, top_paths, write_graphml)
-from .receptive_field import ReceptiveField, receptive_field
+from .receptive_fields import ReceptiveField, receptive_field
 from .metrics import as_map, mse, mse_batch, mse_smape_batch, smape, smape_batch
 from .selection import (ProgressBar, Selection, SelectionCurve, default_ks, optimize_selection,
                         selection_curve, unit_heatmaps)

@@ -44,7 +44,7 @@ from torch import nn
 from ..engine import Composite, Explainer, InputError
 from .atlas_shards import SampleSource, Summary, run_shard
 from .atlas_store import AtlasStore, check_store_path, fingerprint
-from .receptive_field import ReceptiveField, receptive_field
+from .receptive_fields import ReceptiveField, receptive_field
 from .selection import Progress, _progress_callback
 
 __all__ = ["concept_atlas", "Atlas", "Crop", "BY"]
@@ -151,7 +151,7 @@ class Atlas:
 
     @property
     def receptive_field(self) -> ReceptiveField:
-        """Geometry of the layer's receptive field (see :mod:`.receptive_field`)."""
+        """Geometry of the layer's receptive field (see :mod:`.receptive_fields`)."""
         if self._rf is None:
             self._need_model()
             x, _ = self._source.get(0)  # type: ignore[union-attr]
