@@ -19,5 +19,5 @@ def test_atlas_benchmark_tiny():
     throughput = printed_values(text, "images/s")
     megabytes = printed_values(text, "MB")
     assert len(ratios) == 1 and ratios[0] > 0
-    assert len(throughput) == 4 and all(t > 0 for t in throughput)
+    assert len(throughput) == 6 and all(t > 0 for t in throughput)
     assert len(megabytes) == 2 and all(m > 0 for m in megabytes)

@@ -276,7 +276,8 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
         Samples per batch: the unit of storage, of resumption, and of memory (one
         batch's inputs and scores at a time). A reopened store keeps its own.
     progress : None, "bar" or callable(done, total)
-        Called with samples done after each batch (``"bar"``: a progress bar).
+        Called with the number of samples done (and the total) after each batch, or
+        each shard with a client (``"bar"``: a progress bar).
 
     Returns
     -------

@@ -72,11 +72,12 @@ def fingerprint(model: torch.nn.Module, layer: str, composite: Any, input_bounds
 
 
 def check_store_path(store: Any) -> str:
-    """A usable store path, or an :class:`InputError` that says what is wrong with it."""
+    """A usable store path (absolute: Dask workers may run elsewhere), or an
+    :class:`InputError` that says what is wrong with it."""
     if not isinstance(store, (str, os.PathLike)):
         raise InputError(f"store must be a path (str or pathlib.Path) or None, "
                          f"not {type(store).__name__}")
-    path = Path(store)
+    path = Path(store).expanduser().absolute()
     if path.exists() and not path.is_dir():
         raise InputError(f"store {str(path)!r} is a file, not a zarr store (a directory): "
                          "choose another path")
