@@ -78,7 +78,8 @@ ds = data.shapes(n=N, seed=11)                     # not the training seed: unse
 LAYER = "features.9"
 STORE = os.path.join(tempfile.mkdtemp(), "embedded_features9.zarr")
 rf = receptive_field(model, LAYER)
-print(f"{N} samples of {ds.classes}; layer {LAYER}: {Explainer(model).explain(ds[0][0]).layer_shape(LAYER)}")
+shape = Explainer(model).explain(ds[0][0]).layer_shape(LAYER)
+print(f"{N} samples of {ds.classes}; layer {LAYER}: {shape}")
 print(f"each neuron of {LAYER} sees {rf.size[0]:.0f}x{rf.size[1]:.0f} input pixels, "
       f"neighbours are {rf.jump[0]:.0f} pixels apart")
 """)
@@ -183,16 +184,17 @@ def tile(rgba):
 def crop_strip(channel, by):
     tiles = []
     for crop in atlas.crops(channel, by):
-        tiles += [tile(render.image_to_rgba(crop.image)), tile(render.heatmap_to_rgba(crop.heatmap))]
+        tiles += [tile(render.image_to_rgba(crop.image)),
+                  tile(render.heatmap_to_rgba(crop.heatmap))]
     gap = np.full((TILE, 4, 4), 255, np.uint8)
     return np.concatenate([t for pair in zip(tiles, [gap] * len(tiles)) for t in pair], axis=1)
 
 def show_channel(channel):
-    strip = np.concatenate([crop_strip(channel, "relevance"),
-                            np.full((6, crop_strip(channel, "relevance").shape[1], 4), 255, np.uint8),
-                            crop_strip(channel, "activation")], axis=0)
-    canvas = Canvas(width=strip.shape[1], height=strip.shape[0],
-                    layout=widgets.Layout(width=f"{strip.shape[1]}px", height=f"{strip.shape[0]}px"))
+    top, bottom = crop_strip(channel, "relevance"), crop_strip(channel, "activation")
+    strip = np.concatenate([top, np.full((6, top.shape[1], 4), 255, np.uint8), bottom])
+    height, width = strip.shape[:2]
+    canvas = Canvas(width=width, height=height,
+                    layout=widgets.Layout(width=f"{width}px", height=f"{height}px"))
     canvas.put_image_data(strip, 0, 0)
     cls, share = purity(channel)
     return widgets.VBox([widgets.HTML(f"<b>channel {channel}</b>: references by relevance "
@@ -211,9 +213,13 @@ references what it **responds to**. A quick count of how often the two lists sha
 """)
 
 code(r"""
-overlap = [len({i for i, _ in atlas.top(c, "relevance")} & {i for i, _ in atlas.top(c, "activation")})
+def references(c, by):
+    return {i for i, _ in atlas.top(c, by)}
+
+overlap = [len(references(c, "relevance") & references(c, "activation"))
            for c in range(atlas.n_channels)]
-print(f"shared reference samples (of 8), mean over {atlas.n_channels} channels: {np.mean(overlap):.1f}")
+print(f"shared reference samples (of 8), mean over {atlas.n_channels} channels: "
+      f"{np.mean(overlap):.1f}")
 print("channels whose relevance references are all of one class:",
       sum(purity(c)[1] == 1.0 for c in range(atlas.n_channels)), "of", atlas.n_channels)
 """)
@@ -231,8 +237,8 @@ strongest of the image's class in `class_relevance`.
 code(r"""
 explainer = Explainer(model)
 class_top5 = atlas.class_channels(5)
-rows = ["| image (class) | SMAPE with top 3 | top channels of its curve: references' majority class | in the class's top 5 |",
-        "|---|---|---|---|"]
+rows = ["| image (class) | SMAPE with top 3 | top channels of its curve: references' "
+        "majority class | in the class's top 5 |", "|---|---|---|---|"]
 for k, name in enumerate(ds.classes):
     i = int((ds.labels == k).nonzero()[0])
     exp = explainer.explain(ds[i][0], target=k)
