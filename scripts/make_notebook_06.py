@@ -1,32 +1,13 @@
-"""Write ``notebooks/06_concept_atlas.ipynb`` (without outputs) from the cells below.
-
-The notebook is generated so that its text and code can be reviewed as one Python
-file; edit the cells here and run the script again::
-
-    python scripts/make_notebook_06.py
-
-Cell ids are fixed (``atlas-NN``) so that regenerating gives the same file.
-"""
+"""Write ``notebooks/06_concept_atlas.ipynb`` (without outputs) from the cells below:
+edit them here and run ``python scripts/make_notebook_06.py`` again."""
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
-import nbformat
-from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook
+from notebook_cells import NotebookCells
 
-ROOT = Path(__file__).resolve().parents[1]
-TARGET = ROOT / "notebooks" / "06_concept_atlas.ipynb"
-
-CELLS: list[tuple[str, str]] = []
-
-
-def md(text: str) -> None:
-    CELLS.append(("markdown", text.strip("\n")))
-
-
-def code(text: str) -> None:
-    CELLS.append(("code", text.strip("\n")))
+NB = NotebookCells("06_concept_atlas.ipynb", prefix="atlas")
+md, code = NB.md, NB.code
 
 
 md(r"""
@@ -272,23 +253,6 @@ See also `benchmarks/atlas.py` (speed against zennit-crp's `FeatureVisualization
 """)
 
 
-def build() -> nbformat.NotebookNode:
-    nb = new_notebook()
-    nb.metadata = {"kernelspec": {"display_name": "Python 3", "language": "python",
-                                  "name": "python3"}}
-    for i, (kind, source) in enumerate(CELLS):
-        cell = new_markdown_cell(source) if kind == "markdown" else new_code_cell(source)
-        cell.id = f"atlas-{i:02d}"
-        nb.cells.append(cell)
-    nbformat.validate(nb)
-    return nb
-
-
-def main() -> int:
-    nbformat.write(build(), TARGET)
-    print(f"wrote {TARGET.relative_to(ROOT)} ({len(CELLS)} cells)")
-    return 0
-
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(NB.write())
