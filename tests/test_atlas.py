@@ -220,7 +220,8 @@ def test_bad_input_is_named(model, ds, tmp_path):
     with pytest.raises(InputError, match="non-empty directory that is not an atlas store"):
         concept_atlas(model, LAYER, small, store=busy)
     for kw, what in (({"n_ref": 0}, "n_ref"), ({"batch_size": 0}, "batch_size"),
-                     ({"store": 3}, "store must be a path")):
+                     ({"store": 3}, "store must be a path"),
+                     ({"client": "tcp://localhost:8786"}, "client must be a dask")):
         with pytest.raises(InputError, match=what):
             concept_atlas(model, LAYER, small, **kw)
     atlas = concept_atlas(model, LAYER, small, n_ref=2)

@@ -287,6 +287,10 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or \
             batch_size < 1:
         raise InputError(f"batch_size must be a positive int, not {batch_size!r}")
+    if client is not None and not all(hasattr(client, a) for a in ("submit", "scatter",
+                                                                     "scheduler_info")):
+        raise InputError(f"client must be a dask.distributed.Client or None, not "
+                         f"{type(client).__name__}")
     explainer = Explainer(model, composite, input_bounds=input_bounds)
     if not isinstance(layer, str) or layer not in explainer.layers:
         raise InputError(f"layer {layer!r} is not a layer that can be conditioned; choose one "
