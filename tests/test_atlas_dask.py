@@ -96,5 +96,9 @@ def test_a_worker_lost_mid_run_is_replaced_and_nothing_finished_is_recomputed(
     reads = [int(line) for line in (tmp_path / "reads.log").read_text().split()]
     twice = sorted({i for i in reads if reads.count(i) > 1})
     assert set(reads) == set(range(30))
-    assert twice == [18, 19]                 # only the batch that was cut short is redone
+    # Batch 5 was stored before the kill: read back, not recomputed; the batch cut short
+    # (18-20, killed at 19) is redone. (On a machine so loaded that the scheduler also
+    # gives up on a live worker, Dask may redo other unfinished batches too.)
+    assert {15, 16, 17}.isdisjoint(twice), twice
+    assert {18, 19} <= set(twice), twice
     client.wait_for_workers(2, timeout=120)  # the nanny replaces the lost worker
