@@ -86,8 +86,10 @@ class DiesOnce(torch.utils.data.Dataset):
 def test_a_worker_lost_mid_run_is_replaced_and_nothing_finished_is_recomputed(
         client, model, ds, tmp_path):
     local = concept_atlas(model, LAYER, ds, n_ref=4, batch_size=3)
-    # Batches of 3; 10 batches in 8 shards: samples 15-20 are batches 5 and 6 of one shard.
-    # The worker dies reading sample 19, after batch 5 (15-17) is stored.
+    # Batches of 3; 10 batches in 8 shards: [0], [1], [2], [3, 4], [5], [6], [7], [8, 9].
+    # The worker dies reading sample 19, in batch 6 (18-20), after reading 18. Whatever it
+    # had finished (a result not yet fetched included) is in the store and read back when
+    # Dask reruns the task: the samples of finished batches are never read again.
     dying = DiesOnce(ds, fatal=19, folder=tmp_path)
     atlas = concept_atlas(model, LAYER, dying, n_ref=4, batch_size=3, client=client,
                           store=tmp_path / "a.zarr")
@@ -96,9 +98,7 @@ def test_a_worker_lost_mid_run_is_replaced_and_nothing_finished_is_recomputed(
     reads = [int(line) for line in (tmp_path / "reads.log").read_text().split()]
     twice = sorted({i for i in reads if reads.count(i) > 1})
     assert set(reads) == set(range(30))
-    # Batch 5 was stored before the kill: read back, not recomputed; the batch cut short
-    # (18-20, killed at 19) is redone. (On a machine so loaded that the scheduler also
-    # gives up on a live worker, Dask may redo other unfinished batches too.)
-    assert {15, 16, 17}.isdisjoint(twice), twice
-    assert {18, 19} <= set(twice), twice
-    client.wait_for_workers(2, timeout=120)  # the nanny replaces the lost worker
+    # Only the batch cut short is redone. (On a machine so loaded that the scheduler also
+    # gives up on a live worker, Dask may redo that worker's unfinished batch too.)
+    assert {18, 19} <= set(twice) and len(twice) <= 2 + 3, twice
+    client.wait_for_workers(2, timeout=300)  # the nanny replaces the lost worker
