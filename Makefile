@@ -11,7 +11,7 @@ $(STAMP): pyproject.toml requirements-ci.txt
 	$(PYTHON) -m venv $(VENV)
 	# torch first, pinned: pip takes these from the machine's local files (uv/poetry would download GBs)
 	$(PIP) install -qq -c requirements-ci.txt torch torchvision
-	$(PIP) install -qq -c requirements-ci.txt -e '.[test,demo]'
+	$(PIP) install -qq -c requirements-ci.txt -e '.[test,demo,atlas]'
 	# zennit-crp pins an old zennit in its metadata but works with zennit 0.5 (see NOTES)
 	$(PIP) install -qq --no-deps -c requirements-ci.txt zennit-crp
 	touch $(STAMP)
