@@ -85,8 +85,14 @@ R.register(Operation(
     functions=tuple(_FUNCTIONS), methods=tuple(_METHODS), doc="passed unchanged"))
 
 
+def _contiguous(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous()
+
+
 def _identity_step(call: Call) -> Step:
-    return PassStep(call.name, call.inputs, call.module, _identity, "identity", listed=False)
+    # contiguous() keeps the values but changes the memory layout a later view may need
+    fn = _contiguous if call.node.target == "contiguous" else _identity
+    return PassStep(call.name, call.inputs, call.module, fn, "identity", listed=False)
 
 
 def _stochastic_depth_types() -> tuple[type, ...]:
