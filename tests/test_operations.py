@@ -231,10 +231,10 @@ def test_added_constant_takes_its_share():
         z = a + model.pos[0]
         w = model.head.fc.weight[exp.target].view(4, 6, 6)
         r_z = z * w                          # ε-rule of the head for the target's logit
+        share = float((model.pos[0] * r_z / z).sum())
     # the only difference: the stabilisers (1e-12 against outputs of about 1e-3)
     torch.testing.assert_close(exp.relevance("conv"), a * r_z / z, rtol=1e-8, atol=0)
     # the stabiliser is the only other loss: total = output minus the constant's share
-    share = float((model.pos[0] * r_z / z).sum())
     assert float(exp.heatmap().sum()) == pytest.approx(float(exp.output[exp.target]) - share,
                                                        rel=1e-9)
     model.pos.data.zero_()                   # no constant: relevance is conserved
