@@ -303,7 +303,11 @@ R.register(Operation(
 # -- rearrangements --------------------------------------------------------------------------
 
 def _rearrange(call: Call) -> Any:
-    return RearrangeStep(call.name, call.inputs, call.module)
+    if call.module is not None:             # torchvision's Permute module
+        dims = tuple(call.module.dims)
+        return RearrangeStep(call.name, call.inputs, call.module,
+                             lambda t: torch.permute(t, dims))
+    return RearrangeStep(call.name, call.inputs)
 
 
 def _tuple(call: Call) -> Any:

@@ -14,9 +14,10 @@ tensor of element indices, so one implementation serves every such operation.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional, Sequence
 
 import torch
+from torch import nn
 
 from .steps import Step
 
@@ -27,7 +28,15 @@ class RearrangeStep(Step):
     kind = "rearrange"
     listed = False
 
+    def __init__(self, name: str, inputs: Sequence[int], module: Optional[nn.Module] = None,
+                 fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        super().__init__(name, inputs, module)
+        self.fn = fn              # for modules: their map (the user's module is never called)
+
     def forward(self, xs, call):
+        if self.fn is not None:
+            fn = self.fn
+            call = lambda *t: fn(t[0] if t else xs[0])  # noqa: E731
         out = call()
         x = xs[0]
         if not isinstance(out, torch.Tensor):
