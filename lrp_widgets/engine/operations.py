@@ -307,7 +307,9 @@ def _rearrange(call: Call) -> Any:
         dims = tuple(call.module.dims)
         return RearrangeStep(call.name, call.inputs, call.module,
                              lambda t: torch.permute(t, dims))
-    return RearrangeStep(call.name, call.inputs)
+    step = RearrangeStep(call.name, call.inputs)
+    step.cacheable = not call.constants
+    return step
 
 
 def _tuple(call: Call) -> Any:

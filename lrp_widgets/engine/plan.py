@@ -136,6 +136,13 @@ def trace(model: nn.Module) -> fx.Graph:
             "", _qualified(model)) from None
 
 
+def _root(node: fx.Node) -> str:
+    """The parameter or buffer a constant-valued node is computed from."""
+    while node.op != "get_attr" and node.all_input_nodes:
+        node = node.all_input_nodes[0]
+    return str(node.target)
+
+
 class _Builder:
     """Turns fx nodes into steps (one pass over the graph, in execution order), asking
     the registry which operation each call is."""
@@ -240,7 +247,8 @@ class _Builder:
                 reason = f"expected {wanted}, got {len(call.inputs)}"
                 continue
             if call.constants and not op.constants:
-                reason = f"it uses the parameter or buffer '{call.constants[0].target}' directly"
+                reason = (f"it uses a parameter or buffer of the model ('{_root(call.constants[0])}'"
+                          ") as an operand")
                 continue
             result = op.build(call)
             if result is not None:

@@ -32,6 +32,10 @@ class RearrangeStep(Step):
                  fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
         super().__init__(name, inputs, module)
         self.fn = fn              # for modules: their map (the user's module is never called)
+        # where elements go depends on the input's shape only (sizes, constant indices):
+        # kept for the last shape seen, so later explanations skip the index run
+        self._maps: Optional[tuple[Any, Any]] = None
+        self.cacheable = True     # False when constant tensors (index buffers) take part
 
     def forward(self, xs, call):
         if self.fn is not None:
@@ -41,6 +45,9 @@ class RearrangeStep(Step):
         x = xs[0]
         if not isinstance(out, torch.Tensor):
             raise ValueError(f"'{self.name}' does not return one tensor")
+        key = (tuple(x.shape), tuple(out.shape), x.device)
+        if self.cacheable and self._maps is not None and self._maps[0] == key:
+            return out, self._maps[1]
         index = torch.arange(x.numel(), device=x.device).view(x.shape)
         where = call(index)
         if not isinstance(where, torch.Tensor) or where.shape != out.shape or out.shape[0] != 1:
@@ -54,6 +61,7 @@ class RearrangeStep(Step):
             inverse[where] = torch.arange(where.numel(), device=x.device)
             if not torch.equal(where[inverse], torch.arange(where.numel(), device=x.device)):
                 inverse = None
+        self._maps = (key, (where, inverse))
         return out, (where, inverse)
 
     def propagator(self, rule, xs, z, ctx: Any):
