@@ -247,8 +247,8 @@ class _Builder:
                 reason = f"expected {wanted}, got {len(call.inputs)}"
                 continue
             if call.constants and not op.constants:
-                reason = (f"it uses a parameter or buffer of the model ('{_root(call.constants[0])}'"
-                          ") as an operand")
+                root = _root(call.constants[0])
+                reason = f"it uses a parameter or buffer of the model ('{root}') as an operand"
                 continue
             result = op.build(call)
             if result is not None:
@@ -329,11 +329,12 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
 
 
 def _listed_layers(steps: list[Step], aliases: dict[str, int]) -> list[str]:
-    """Names offered to users: layers in execution order; a residual block's output
-    (a reused module such as ``layer1.0.relu@1``) is offered under the block's name."""
+    """Names offered to users: layers in execution order; a block's output that is no
+    layer of its own (a reused module such as ``layer1.0.relu@1``, or a residual sum as
+    in MobileNet and EfficientNet) is offered under the block's name."""
     by_step: dict[int, str] = {}
     for alias, idx in sorted(aliases.items(), key=lambda kv: -len(kv[0])):
-        if "@" in steps[idx].name:
+        if "@" in steps[idx].name or not steps[idx].listed:
             by_step.setdefault(idx, alias)
     out = []
     for i, step in enumerate(steps):
