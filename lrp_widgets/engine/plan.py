@@ -118,10 +118,13 @@ def unsupported_op(node: fx.Node, what: str, why: str = "") -> UnsupportedLayerE
 
 class _Tracer(fx.Tracer):
     """torch.fx's tracer, with every module type of the registry kept as one call
-    (torchvision's ``StochasticDepth`` or ``Permute`` are not traced into)."""
+    (torchvision's ``StochasticDepth`` or ``Permute`` are not traced into). Only the
+    registered types themselves: a subclass defined elsewhere may compute something
+    else (torchvision's ``LayerNorm2d`` permutes around ``nn.LayerNorm``) and is traced
+    into, as torch.fx does by default."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, REGISTRY.module_types()) or super().is_leaf_module(m, qualname)
+        return type(m) in REGISTRY.module_types() or super().is_leaf_module(m, qualname)
 
 
 def trace(model: nn.Module) -> fx.Graph:
