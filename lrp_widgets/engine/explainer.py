@@ -17,11 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .composites import Composite, Sum, resolve_composite
-from .errors import InputError, UnsupportedLayerError
+from .composites import Composite, resolve_composite
+from .errors import InputError, RuleError
 from .plan import Plan, build_plan
 from .relevance_support import mark_positive_relevance
-from .steps import AffineStep, InputStep, LinearMapStep, StepPropagator, SumStep
+from .rules import ZBox
+from .steps import InputStep, StepPropagator
+from .validation import check_bounds, check_channels, check_target
 
 Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
 
@@ -63,6 +65,8 @@ class Explainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
+        if input_bounds is not None:
+            check_bounds(input_bounds, None)       # values and order; shapes at explain()
         self.composite = resolve_composite(composite, input_bounds)
         self.input_bounds = input_bounds
         self.canonize = canonize
@@ -76,23 +80,32 @@ class Explainer:
         return list(self.plan.layers)
 
     def _assign_rules(self) -> list[Any]:
+        """Each step's rule from the composite, checked against the step now, so that a
+        rule that does not fit its layer fails here (RuleError naming the layer), not
+        in the first backward pass."""
         rules: list[Any] = []
+        names = self.composite.name_map
+        unknown = set(names) - set(self.plan.names)
+        if unknown:
+            raise InputError(f"the composite names layers the model does not have: "
+                             f"{sorted(unknown)}")
         for i, step in enumerate(self.plan.steps):
-            rule = None
-            if isinstance(step, AffineStep):
-                rule = self.composite.rule_for(step.name, step.module, i == self.plan.first_affine)
-                if rule is None:
-                    raise UnsupportedLayerError(
-                        f"composite {self.composite.name!r} assigns no rule to layer "
-                        f"'{step.name}' ({step.type_name})", step.name, step.type_name)
-                if not rule.affine:
-                    raise InputError(f"rule {rule!r} cannot be used on layer '{step.name}' "
-                                     f"({step.type_name}): it changes the shape")
-            elif isinstance(step, LinearMapStep):
-                rule = self.composite.rule_for(step.name, step.module, False)
-            elif isinstance(step, SumStep):
-                rule = self.composite.rule_for(step.name, Sum(), False)
+            key = step.rule_key()
+            if key is not None:
+                rule = self.composite.rule_for(step.name, key, i == self.plan.first_affine,
+                                               defaults=step.role is not None)
+            else:
+                rule = names.get(step.name)
+            step.check_rule(rule)
             rules.append(rule)
+        for name in names:                        # a merged BatchNorm, or a block's name
+            step = self.plan.steps[self.plan.names[name]]
+            if step.name != name:
+                what = ("is merged into" if getattr(getattr(step, "layer", None),
+                                                     "batchnorm_name", "") == name
+                        else "names a block whose output is")
+                raise RuleError(f"the composite gives a rule to '{name}', which {what} "
+                                f"layer '{step.name}'; give the rule to that layer", name)
         return rules
 
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
@@ -119,6 +132,7 @@ class Explainer:
         xb = _check_input(x, device, dtype, self.plan.input_layout())
         if init not in ("logit", "one_hot"):
             raise InputError(f"init must be 'logit' or 'one_hot', not {init!r}")
+        self._check_bounds_fit(xb)
         t0 = time.perf_counter()
         with torch.no_grad():
             acts, ctxs = self._forward(xb)
@@ -128,10 +142,19 @@ class Explainer:
                              "expects scores of shape (1, classes)")
         if not torch.isfinite(out).all():
             raise InputError("the model's output contains NaN or inf for this input")
-        target = _check_target(target, out)
+        target = check_target(target, out.shape[1])
+        target = int(out[0].argmax()) if target is None else target
         exp = Explanation(self, xb, acts, ctxs, target, init)
         exp.timings["forward"] = time.perf_counter() - t0
         return exp
+
+    def _check_bounds_fit(self, xb: torch.Tensor) -> None:
+        """Every ZBox rule's bounds against this input, before any work is done."""
+        for step, rule in zip(self.plan.steps, self.rules):
+            if isinstance(rule, ZBox):
+                given = self.input_bounds is not None and rule.low is self.input_bounds[0]
+                what = "input_bounds" if given else f"ZBox bounds of layer '{step.name}'"
+                check_bounds((rule.low, rule.high), xb, what)
 
     def _forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[Any]]:
         """Interpret the traced graph, keeping every step's output (and pooling switches)."""
@@ -147,7 +170,7 @@ class Explainer:
                 continue
             idx = plan.node_step.get(node)
             if idx is None:                         # size/shape arithmetic
-                env[node] = _evaluate(node, env)
+                env[node] = _evaluate(node, env, plan)
                 continue
             step = plan.steps[idx]
             if isinstance(step, InputStep):
@@ -158,7 +181,7 @@ class Explainer:
                 continue
             xs = [acts[i] for i in step.inputs]
             try:
-                out, ctx = step.forward(xs, lambda: _evaluate(node, env))
+                out, ctx = step.forward(xs, _Call(node, env, plan, step.inputs))
             except (RuntimeError, ValueError) as exc:
                 shapes = ", ".join(str(tuple(t.shape)) for t in xs)
                 raise InputError(f"the input does not fit the model: layer '{step.name}' "
@@ -404,6 +427,8 @@ class Explanation:
         if not step.inputs:
             return
         for j, rj in zip(step.inputs, (propagator or self._propagator)(i)(r)):
+            if rj is None:                          # an input that gets no relevance (a gate)
+                continue
             pending[j] = pending[j] + rj if j in pending else rj
 
     def _backward_from(self, idx: int, r: torch.Tensor,
@@ -458,20 +483,6 @@ def _check_input(x: Any, device: torch.device, dtype: torch.dtype,
     return xb
 
 
-def _check_target(target: Optional[int], out: torch.Tensor) -> int:
-    n = out.shape[1]
-    if target is None:
-        return int(out[0].argmax())
-    if isinstance(target, torch.Tensor) and target.numel() == 1:
-        target = int(target)
-    if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, np.integer)):
-        raise InputError(f"target must be a class index (int), not {type(target).__name__}")
-    if not 0 <= int(target) < n:
-        raise InputError(f"target {target} is out of range: the model has {n} classes "
-                         f"(0 to {n - 1})")
-    return int(target)
-
-
 class _SelectionMasks:
     """Turns user selections into boolean masks over one layer, block by block.
 
@@ -488,7 +499,8 @@ class _SelectionMasks:
         if isinstance(selections, torch.Tensor):
             if tuple(selections.shape[1:]) != shape:
                 raise InputError(f"selection masks for layer '{layer}' must have shape "
-                                 f"(N, {', '.join(map(str, shape))}), got {tuple(selections.shape)}")
+                                 f"(N, {', '.join(map(str, shape))}), "
+                                 f"got {tuple(selections.shape)}")
             self.stack: Optional[torch.Tensor] = _as_bool(selections, layer).to(device)
             self.items: list[tuple[Optional[torch.Tensor], Optional[torch.Tensor]]] = []
         else:
@@ -506,7 +518,8 @@ class _SelectionMasks:
         if isinstance(sel, dict):
             unknown = set(sel) - {"channels", "mask"}
             if unknown:
-                raise InputError(f"unknown selection keys {sorted(unknown)}; use 'channels', 'mask'")
+                raise InputError(f"unknown selection keys {sorted(unknown)}; "
+                                 "use 'channels', 'mask'")
             channels, mask = sel.get("channels"), sel.get("mask")
         elif isinstance(sel, (torch.Tensor, np.ndarray)) and (
                 sel.dtype in (torch.bool, np.bool_) or tuple(sel.shape) == self.shape):
@@ -551,20 +564,8 @@ def _channel_vector(channels: Any, n: int, device: torch.device,
     """Boolean ``(n,)`` vector of the selected channels, or None for all."""
     if channels is None:
         return None
-    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-        channels = [int(channels)]
-    if isinstance(channels, (torch.Tensor, np.ndarray)):
-        channels = channels.flatten().tolist()
-    try:
-        chans = [int(c) for c in channels]
-    except (TypeError, ValueError):
-        raise InputError(f"channels must be a list of channel indices, got {channels!r}") from None
-    bad = [c for c in chans if not 0 <= c < n]
-    if bad:
-        raise InputError(f"channel {bad[0]} is out of range for layer '{layer}', which has "
-                         f"{n} channels (0 to {n - 1})")
     keep = torch.zeros(n, dtype=torch.bool, device=device)
-    keep[chans] = True
+    keep[check_channels(channels, n, layer=layer)] = True
     return keep
 
 
@@ -583,15 +584,40 @@ def _neuron_mask(mask: Any, shape: tuple[int, ...], device: torch.device,
     return _as_bool(mask, layer).to(device)
 
 
-def _evaluate(node: Any, env: dict) -> Any:
-    """Evaluate one traced node with its arguments looked up in ``env``."""
+def _evaluate(node: Any, env: dict, plan: Optional[Plan] = None,
+              replace: Optional[dict[int, Any]] = None) -> Any:
+    """Evaluate one traced node with its arguments looked up in ``env``; ``replace``
+    maps step indices to values used instead of those steps' outputs (tuple nodes such
+    as ``chunk`` in between are evaluated again)."""
     import torch.fx as fx
-    args = fx.node.map_arg(node.args, lambda n: env[n])
-    kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+
+    def value(n: Any) -> Any:
+        if replace:
+            j = plan.node_step.get(n)
+            if j is not None and j in replace:
+                return replace[j]
+            if n in plan.tuple_nodes:
+                return _evaluate(n, env, plan, replace)
+        return env[n]
+    args = fx.node.map_arg(node.args, value)
+    kwargs = fx.node.map_arg(node.kwargs, value)
     if node.op == "call_method":
         obj, *rest = args
         return getattr(obj, node.target)(*rest, **kwargs)
     return node.target(*args, **kwargs)
+
+
+class _Call:
+    """What a step's ``forward`` gets to evaluate its traced operation: ``call()`` on
+    the forward pass's values, ``call(t0, t1, ...)`` with its tensor inputs replaced
+    (a rearrangement runs itself on element indices this way)."""
+
+    def __init__(self, node: Any, env: dict, plan: Plan, inputs: tuple[int, ...]) -> None:
+        self.node, self.env, self.plan, self.inputs = node, env, plan, inputs
+
+    def __call__(self, *replacements: Any) -> Any:
+        replace = dict(zip(self.inputs, replacements)) if replacements else None
+        return _evaluate(self.node, self.env, self.plan, replace)
 
 
 def _fetch_attr(model: nn.Module, target: str) -> Any:
