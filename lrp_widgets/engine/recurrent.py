@@ -1,0 +1,384 @@
+"""Recurrent layers explained over time: an echo state network's reservoir and ``nn.LSTM``.
+
+Both are one step of the plan each (the tracer does not look inside them); the step
+runs the recurrence forward itself, keeping every state, and its backward pass walks
+the unrolled network from the last time step to the first. Every sum in the
+recurrence redistributes by the epsilon rule ``R_i = c_i / (s + ε sign s) R_s`` (a
+bias keeps its share), ε being the composite's Linear rule's.
+
+Echo state network (Jaeger 2001), ``x_0 = 0``, leak ``a``::
+
+    z_t = W_in u_t + W x_{t-1} + b,    x_t = (1 - a) x_{t-1} + a tanh(z_t)
+
+- ``x_t`` is a sum of the leak term ``(1 - a) x_{t-1}`` and ``a tanh(z_t)``: split by
+  the rule; tanh passes relevance unchanged; ``z_t`` splits by the rule onto
+  ``W_in u_t``, ``W x_{t-1}`` and ``b``. So relevance reaching ``x_t`` that came in
+  through the leak goes back by the factor ``(1 - a) x_{t-1} / x_t`` per step.
+- The readout reads the last state, or the mean state (then the mean, a sum, hands
+  each ``x_t`` its exact share ``x_t / (T mean)``).
+
+LSTM (Arras, Montavon, Müller, Samek 2017), gates ``i, f, g, o``::
+
+    c_t = f_t c_{t-1} + i_t g_t,    h_t = o_t tanh(c_t),    g_t = tanh(W_ig x_t + W_hg h_{t-1} + b_g)
+
+- gates take no relevance, the signal takes all: ``R_{c_t} += R_{h_t}``; ``c_t``
+  splits by the rule onto ``f_t c_{t-1}`` (to ``c_{t-1}``) and ``i_t g_t`` (to
+  ``g_t``); tanh passes; ``g_t``'s pre-activation splits by the rule onto ``x_t``,
+  ``h_{t-1}`` and its biases. Stacked layers hand the relevance of a layer's inputs
+  to the layer below as the relevance of its hidden states.
+
+Layers and selections
+---------------------
+The reservoir's output is what the readout reads, ``(R,)`` (the last or the mean
+state): its channels are the reservoir units. An LSTM's output is its hidden-state
+sequence ``(T, H)`` (batch first, as ``batch_first=True`` gives it); its channel
+axis is the unit axis (axis 1), so ``channels=[j]`` selects hidden unit ``j`` at
+every time step and ``mask`` a ``(T, H)`` boolean picks (time, unit) pairs.
+
+Examples
+--------
+>>> import torch
+>>> from lrp_widgets import models
+>>> from lrp_widgets.engine import Explainer
+>>> rnn = models.lstm_classifier(n_inputs=3, hidden=5, n_classes=2, seed=0)
+>>> exp = Explainer(rnn, composite="epsilon").explain(torch.randn(7, 3))
+>>> exp.heatmap().shape, exp.layer_shape("lstm")
+(torch.Size([7, 3]), (7, 5))
+"""
+from __future__ import annotations
+
+import operator
+from typing import Any, Optional, Sequence
+
+import torch
+from torch import nn
+
+from .errors import InputError, RuleError, UnsupportedLayerError
+from .registry import REGISTRY, Call, Operation
+from .rules import Epsilon, Rule
+from .stabilize import stabilize
+from .steps import PassStep, Step
+
+__all__ = ["Reservoir", "reservoir", "run_reservoir", "check_series", "ReservoirStep",
+           "LSTMStep", "RECURRENT_KINDS"]
+
+#: the step kinds of this module (recurrent steps run over time)
+RECURRENT_KINDS = ("reservoir", "lstm")
+
+
+def check_series(inputs: Any, n_features: int, name: str = "inputs") -> torch.Tensor:
+    """``inputs`` as an ``(N, T, F)`` tensor; a clear error for a wrong shape, feature
+    count, no time steps, integers, NaN or inf.
+
+    Examples
+    --------
+    >>> check_series(torch.zeros(5, 3), 3).shape
+    torch.Size([1, 5, 3])
+    """
+    if not isinstance(inputs, torch.Tensor):
+        raise InputError(f"{name} must be a torch.Tensor (N, T, F) or (T, F), "
+                         f"got {type(inputs).__name__}")
+    if inputs.ndim == 2:
+        inputs = inputs.unsqueeze(0)
+    if inputs.ndim != 3:
+        raise InputError(f"{name} must be shaped (N, T, F) or (T, F), got {tuple(inputs.shape)}")
+    if inputs.shape[2] != n_features:
+        raise InputError(f"{name} has {inputs.shape[2]} features per time step, the model "
+                         f"expects {n_features} (shape {tuple(inputs.shape)})")
+    if inputs.shape[1] < 1:
+        raise InputError(f"{name} has no time steps (shape {tuple(inputs.shape)})")
+    if not inputs.is_floating_point():
+        raise InputError(f"{name} must be floating point, got {inputs.dtype}")
+    if not bool(torch.isfinite(inputs).all()):
+        raise InputError(f"{name} contains NaN or infinite values")
+    return inputs
+
+
+def run_reservoir(u: torch.Tensor, w_in: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
+                  leak: float, keep: str = "last") -> torch.Tensor:
+    """The leaky-tanh reservoir over series ``u`` ``(N, T, F)``.
+
+    ``keep``: ``"all"`` states ``(N, T, R)``, or only the readout's summary ``(N, R)``
+    (``"last"``, ``"mean"``), which needs no ``(N, T, R)`` buffer.
+    """
+    drive = u @ w_in.T + bias            # the input drive of every step at once
+    x = drive.new_zeros(u.shape[0], w.shape[0])
+    out, total = [], torch.zeros_like(x)
+    for t in range(u.shape[1]):
+        x = (1.0 - leak) * x + leak * torch.tanh(drive[:, t] + x @ w.T)
+        if keep == "all":
+            out.append(x)
+        elif keep == "mean":
+            total = total + x
+    if keep == "all":
+        return torch.stack(out, dim=1)
+    return total / u.shape[1] if keep == "mean" else x
+
+
+def reservoir(inputs: torch.Tensor, w_in: torch.Tensor, w: torch.Tensor, bias: torch.Tensor,
+              leak: float, readout: str = "last") -> torch.Tensor:
+    """What an echo state network's readout reads: the last (or mean) reservoir state.
+
+    ``inputs`` ``(N, T, F)`` gives ``(N, R)``, one series ``(T, F)`` gives ``(R,)``.
+    Models call this function in their ``forward`` (wrapped with ``torch.fx.wrap``):
+    the engine then sees one call and explains it over time (:class:`ReservoirStep`).
+
+    Examples
+    --------
+    >>> w_in, w, b = torch.ones(4, 2), torch.zeros(4, 4), torch.zeros(4)
+    >>> reservoir(torch.zeros(6, 2), w_in, w, b, leak=0.5).shape
+    torch.Size([4])
+    """
+    single = isinstance(inputs, torch.Tensor) and inputs.ndim == 2
+    u = check_series(inputs, w_in.shape[1]).to(w.dtype)
+    out = run_reservoir(u, w_in, w, bias, leak, keep=readout)
+    return out[0] if single else out
+
+
+class Reservoir(nn.Module):
+    """Stands for :func:`reservoir` calls in composites' layer maps
+    (``Composite({Reservoir: Epsilon(0.1), ...})``); no layer of a model."""
+
+
+def _epsilon(step: Step, rule: Optional[Rule]) -> float:
+    return 1e-6 if rule is None else rule.epsilon
+
+
+class _RecurrentStep(Step):
+    """Common part: the epsilon rule (the composite's Linear slot) and no shortcuts."""
+
+    role = "linear"
+    recurrent = True
+
+    def check_rule(self, rule):
+        if rule is not None and not isinstance(rule, Epsilon):
+            raise RuleError(f"rule {rule!r} cannot be used on layer '{self.name}' "
+                            f"({self.type_name}): recurrent layers take the epsilon rule "
+                            "(give their type an Epsilon in the composite, or use "
+                            "composite='epsilon')", self.name)
+
+    def deconvolution(self, xs, z, ctx):
+        raise InputError(f"the deconvnet is not defined for recurrent layer '{self.name}'")
+
+
+class ReservoirStep(_RecurrentStep):
+    """An echo state network's reservoir over time (epsilon rule on every sum, tanh
+    passes; see the module's text)."""
+
+    kind = "reservoir"
+
+    def __init__(self, name: str, inputs: Sequence[int], node: Any, model: nn.Module):
+        super().__init__(name, inputs)
+        args = list(node.args) + [None] * 6
+        kw = node.kwargs
+        self._targets = [a.target for a in (kw.get("w_in", args[1]), kw.get("w", args[2]),
+                                            kw.get("bias", args[3]))]
+        self.leak = float(kw.get("leak", args[4]))
+        self.readout = kw.get("readout", args[5] if args[5] is not None else "last")
+        self._model = model
+        self._key = Reservoir()
+
+    def rule_key(self):
+        return self._key
+
+    def input_layout(self) -> tuple[int, str]:
+        return 3, "(reservoir) expects a series (T, F) or (1, T, F)"
+
+    def _buffers(self) -> list[torch.Tensor]:
+        # looked up at every forward: model.double() replaces the tensors
+        out = []
+        for target in self._targets:
+            obj: Any = self._model
+            for part in target.split("."):
+                obj = getattr(obj, part)
+            out.append(obj.detach())
+        return out
+
+    def forward(self, xs, call):
+        w_in, w, bias = self._buffers()
+        u = check_series(xs[0], w_in.shape[1], "x").to(w.dtype)
+        drive = u @ w_in.T + bias
+        zs, states = [], []
+        x = drive.new_zeros(u.shape[0], w.shape[0])
+        for t in range(u.shape[1]):
+            z = drive[:, t] + x @ w.T
+            x = (1.0 - self.leak) * x + self.leak * torch.tanh(z)
+            zs.append(z)
+            states.append(x)
+        zs, states = torch.stack(zs, 1), torch.stack(states, 1)
+        out = states.mean(1) if self.readout == "mean" else states[:, -1]
+        return out, (u[0], zs[0], states[0])
+
+    def propagator(self, rule, xs, z, ctx):
+        eps, a = _epsilon(self, rule), self.leak
+        u, zs, states = ctx
+        w_in, w, _ = self._buffers()
+        w_in, w = w_in.to(u.dtype), w.to(u.dtype)
+        prev = torch.cat([torch.zeros_like(states[:1]), states[:-1]])     # x_{t-1}
+        inv_x = 1.0 / stabilize(states, eps)
+        to_prev = (1.0 - a) * prev * inv_x                  # leak: share of x_{t-1}
+        to_z = a * torch.tanh(zs) * inv_x / stabilize(zs, eps)   # tanh passes, then z's sum
+        length = states.shape[0]
+        summary = z[0]
+        if self.readout == "mean":                          # exact shares of the mean
+            scale = torch.where(summary != 0, 1.0 / (length * summary.where(summary != 0,
+                                                                            1.0)), 0.0)
+
+        def propagate(r: torch.Tensor):
+            n = r.shape[0]
+            s_all = r.new_empty((n, length, states.shape[1]))
+            carried = torch.zeros_like(r)
+            direct = r * scale if self.readout == "mean" else None
+            for t in range(length - 1, -1, -1):
+                if direct is not None:
+                    r_x = carried + direct * states[t]
+                else:
+                    r_x = carried + r if t == length - 1 else carried
+                s = r_x * to_z[t]
+                s_all[:, t] = s
+                carried = r_x * to_prev[t] + prev[t] * (s @ w)
+            return (u * (s_all @ w_in),)
+        return propagate
+
+
+def _build_reservoir(call: Call) -> Any:
+    if call.module is not None:
+        raise call.unsupported("Reservoir only stands for reservoir() calls in layer maps")
+    return ReservoirStep(call.name, call.inputs, call.node, call.builder.model)
+
+
+REGISTRY.register(Operation(
+    "echo state network reservoir (lrp_widgets.models.EchoStateNetwork)", _build_reservoir,
+    modules=(Reservoir,), functions=(reservoir,), role="linear", constants=True,
+    doc="unrolled over time: ε-rule on W_in u_t + W x_{t-1} + b and on the leak sum "
+        "(1 - a) x_{t-1} + a tanh(z_t), tanh passes (Landt-Hayen et al.)"))
+
+
+class LSTMStep(_RecurrentStep):
+    """``nn.LSTM`` over time: gates take no relevance, the signal takes all (Arras et
+    al. 2017); epsilon rule on the cell's sum and the candidate's linear maps."""
+
+    kind = "lstm"
+    #: the hidden-state sequence (T, H): its channels are the units
+    channel_axis = 1
+
+    def input_layout(self) -> tuple[int, str]:
+        return 3, f"'{self.name}' (LSTM) expects a series (T, F) or (1, T, F)"
+
+    def _layer_params(self, layer: int, dtype: torch.dtype):
+        m = self.module
+        w_ih = getattr(m, f"weight_ih_l{layer}").detach().to(dtype)
+        w_hh = getattr(m, f"weight_hh_l{layer}").detach().to(dtype)
+        bias = None
+        if m.bias:
+            bias = (getattr(m, f"bias_ih_l{layer}") + getattr(m, f"bias_hh_l{layer}"))
+            bias = bias.detach().to(dtype)
+        return w_ih, w_hh, bias
+
+    def forward(self, xs, call):
+        m, x = self.module, xs[0]
+        if x.ndim != 3 or x.shape[2] != m.input_size:
+            raise InputError(f"x has shape {tuple(x.shape[1:])}; LSTM '{self.name}' expects "
+                             f"series (T, {m.input_size})")
+        if x.shape[1] < 1:
+            raise InputError(f"x has no time steps (shape {tuple(x.shape[1:])})")
+        hidden, layers, seq = m.hidden_size, [], x
+        for layer in range(m.num_layers):
+            w_ih, w_hh, bias = self._layer_params(layer, x.dtype)
+            pre_x = seq @ w_ih.T + (bias if bias is not None else 0.0)
+            h = seq.new_zeros(seq.shape[0], hidden)
+            c = torch.zeros_like(h)
+            rec: dict[str, list] = {k: [] for k in ("i", "f", "g", "g_pre", "c", "h")}
+            for t in range(seq.shape[1]):
+                pre = pre_x[:, t] + h @ w_hh.T
+                i, f, g_pre, o = pre.split(hidden, dim=1)
+                i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), \
+                    torch.tanh(g_pre)
+                c = f * c + i * g
+                h = o * torch.tanh(c)
+                for k, v in zip(rec, (i, f, g, g_pre, c, h)):
+                    v_list = rec[k]
+                    v_list.append(v)
+            kept = {k: torch.stack(v, 1)[0] for k, v in rec.items()}
+            kept["x"] = seq[0]
+            layers.append(kept)
+            seq = torch.stack(rec["h"], 1)
+        return seq, layers
+
+    def propagator(self, rule, xs, z, ctx):
+        eps, hidden = _epsilon(self, rule), self.module.hidden_size
+        coefs = []
+        for layer, rec in enumerate(ctx):
+            w_ih, w_hh, _ = self._layer_params(layer, rec["x"].dtype)
+            c_prev = torch.cat([torch.zeros_like(rec["c"][:1]), rec["c"][:-1]])
+            h_prev = torch.cat([torch.zeros_like(rec["h"][:1]), rec["h"][:-1]])
+            inv_c = 1.0 / stabilize(rec["c"], eps)
+            coefs.append((rec["x"], h_prev, w_ih[2 * hidden:3 * hidden],
+                          w_hh[2 * hidden:3 * hidden],
+                          rec["i"] * rec["g"] * inv_c / stabilize(rec["g_pre"], eps),
+                          rec["f"] * c_prev * inv_c))
+
+        def propagate(r: torch.Tensor):
+            for x_l, h_prev, w_ig, w_hg, to_g, to_c in reversed(coefs):
+                n, length = r.shape[0], r.shape[1]
+                s_all = r.new_empty((n, length, hidden))
+                r_h = r.new_zeros((n, hidden))
+                r_c = torch.zeros_like(r_h)
+                for t in range(length - 1, -1, -1):
+                    r_c = r_c + r_h + r[:, t]         # gate o takes nothing
+                    s = r_c * to_g[t]                  # gate i takes nothing; tanh passes
+                    s_all[:, t] = s
+                    r_c = r_c * to_c[t]                # gate f takes nothing
+                    r_h = h_prev[t] * (s @ w_hg)
+                r = x_l * (s_all @ w_ig)
+            return (r,)
+        return propagate
+
+
+def _build_lstm(call: Call) -> Any:
+    m = call.module
+    for bad, why in ((m.bidirectional, "bidirectional=True (relevance would have to run "
+                      "both ways in time)"), (m.proj_size > 0, f"proj_size={m.proj_size}")):
+        if bad:
+            raise UnsupportedLayerError(
+                f"LSTM '{call.name}' with {why} is not supported by lrp_widgets: only "
+                "uni-directional LSTMs without projections are", call.name, "torch.nn.LSTM")
+    if len(call.inputs) != 1 or len(call.node.args) + len(call.node.kwargs) != 1:
+        raise UnsupportedLayerError(
+            f"LSTM '{call.name}' is called with initial states (h0, c0); lrp_widgets explains "
+            "LSTMs that start from zero states: call it with the series only",
+            call.name, "torch.nn.LSTM")
+    if not m.batch_first:
+        raise UnsupportedLayerError(
+            f"LSTM '{call.name}' has batch_first=False; lrp_widgets explains inputs with the "
+            "batch axis first: build it with batch_first=True", call.name, "torch.nn.LSTM")
+    return LSTMStep(call.name, call.inputs, m)
+
+
+REGISTRY.register(Operation(
+    "LSTM (uni-directional, any number of layers)", _build_lstm, modules=(nn.LSTM,),
+    role="linear", n_inputs=None,
+    doc="unrolled over time: gates take none, the signal all (Arras et al. 2017); "
+        "ε-rule on the cell's sum and the candidate's linear maps"))
+
+
+def _lstm_item(call: Call) -> Any:
+    """``output, (h, c) = lstm(x)``: the output sequence is the step's own output; the
+    final states are refused where used."""
+    steps = call.builder.steps
+    if len(call.inputs) != 1 or not isinstance(steps[call.inputs[0]], LSTMStep):
+        return None
+    index = call.node.args[1]
+    if index == 0:
+        return PassStep(call.name, call.inputs, None, lambda t: t, "identity", listed=False)
+    if not call.node.users:                   # `output, _ = lstm(x)`: never read
+        return PassStep(call.name, call.inputs, None, lambda t: t, "identity", listed=False)
+    raise UnsupportedLayerError(
+        f"the final states (h_n, c_n) of LSTM '{steps[call.inputs[0]].name}' are used; "
+        "lrp_widgets explains the output sequence: read the last hidden state as "
+        "output[:, -1] instead of h_n[-1]", call.name, "torch.nn.LSTM")
+
+
+REGISTRY.register(Operation(
+    "LSTM outputs (output, (h_n, c_n))", _lstm_item, functions=(operator.getitem,),
+    doc="the output sequence is the LSTM's own output"), first=True)
