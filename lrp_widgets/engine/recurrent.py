@@ -357,7 +357,7 @@ def _build_lstm(call: Call) -> Any:
 
 REGISTRY.register(Operation(
     "LSTM (uni-directional, any number of layers)", _build_lstm, modules=(nn.LSTM,),
-    role="linear", n_inputs=None,
+    role="linear", n_inputs=None, constants=True,   # so that initial states get our message
     doc="unrolled over time: gates take none, the signal all (Arras et al. 2017); "
         "ε-rule on the cell's sum and the candidate's linear maps"))
 
@@ -376,7 +376,7 @@ def _lstm_item(call: Call) -> Any:
     raise UnsupportedLayerError(
         f"the final states (h_n, c_n) of LSTM '{steps[call.inputs[0]].name}' are used; "
         "lrp_widgets explains the output sequence: read the last hidden state as "
-        "output[:, -1] instead of h_n[-1]", call.name, "torch.nn.LSTM")
+        "output[:, -1] instead of h_n[-1]", steps[call.inputs[0]].name, "torch.nn.LSTM")
 
 
 REGISTRY.register(Operation(
