@@ -19,7 +19,7 @@ Echo state network (Jaeger 2001), ``x_0 = 0``, leak ``a``::
 
 LSTM (Arras, Montavon, Müller, Samek 2017), gates ``i, f, g, o``::
 
-    c_t = f_t c_{t-1} + i_t g_t,    h_t = o_t tanh(c_t),    g_t = tanh(W_ig x_t + W_hg h_{t-1} + b_g)
+    c_t = f_t c_{t-1} + i_t g_t,   h_t = o_t tanh(c_t),   g_t = tanh(W_ig x_t + W_hg h_{t-1} + b)
 
 - gates take no relevance, the signal takes all: ``R_{c_t} += R_{h_t}``; ``c_t``
   splits by the rule onto ``f_t c_{t-1}`` (to ``c_{t-1}``) and ``i_t g_t`` (to
@@ -265,15 +265,13 @@ class LSTMStep(_RecurrentStep):
     def input_layout(self) -> tuple[int, str]:
         return 3, f"'{self.name}' (LSTM) expects a series (T, F) or (1, T, F)"
 
-    def _layer_params(self, layer: int, dtype: torch.dtype):
+    def _layer_params(self, layer: int, dtype: torch.dtype) -> list[torch.Tensor]:
+        """``[w_ih, w_hh]`` (and ``b_ih, b_hh``) of one layer, detached, in ``dtype``."""
         m = self.module
-        w_ih = getattr(m, f"weight_ih_l{layer}").detach().to(dtype)
-        w_hh = getattr(m, f"weight_hh_l{layer}").detach().to(dtype)
-        bias = None
+        names = [f"weight_ih_l{layer}", f"weight_hh_l{layer}"]
         if m.bias:
-            bias = (getattr(m, f"bias_ih_l{layer}") + getattr(m, f"bias_hh_l{layer}"))
-            bias = bias.detach().to(dtype)
-        return w_ih, w_hh, bias
+            names += [f"bias_ih_l{layer}", f"bias_hh_l{layer}"]
+        return [getattr(m, name).detach().to(dtype) for name in names]
 
     def forward(self, xs, call):
         m, x = self.module, xs[0]
@@ -284,55 +282,80 @@ class LSTMStep(_RecurrentStep):
             raise InputError(f"x has no time steps (shape {tuple(x.shape[1:])})")
         hidden, layers, seq = m.hidden_size, [], x
         for layer in range(m.num_layers):
-            w_ih, w_hh, bias = self._layer_params(layer, x.dtype)
-            pre_x = seq @ w_ih.T + (bias if bias is not None else 0.0)
-            h = seq.new_zeros(seq.shape[0], hidden)
-            c = torch.zeros_like(h)
-            rec: dict[str, list] = {k: [] for k in ("i", "f", "g", "g_pre", "c", "h")}
-            for t in range(seq.shape[1]):
-                pre = pre_x[:, t] + h @ w_hh.T
-                i, f, g_pre, o = pre.split(hidden, dim=1)
-                i, f, o, g = torch.sigmoid(i), torch.sigmoid(f), torch.sigmoid(o), \
-                    torch.tanh(g_pre)
-                c = f * c + i * g
-                h = o * torch.tanh(c)
-                for k, v in zip(rec, (i, f, g, g_pre, c, h)):
-                    v_list = rec[k]
-                    v_list.append(v)
-            kept = {k: torch.stack(v, 1)[0] for k, v in rec.items()}
-            kept["x"] = seq[0]
-            layers.append(kept)
-            seq = torch.stack(rec["h"], 1)
+            params = self._layer_params(layer, x.dtype)
+            zero = seq.new_zeros(1, seq.shape[0], hidden)
+            # the hidden states from PyTorch's own (fused) LSTM kernel, one layer at a time
+            out = torch.lstm(seq, (zero, zero), params, m.bias, 1, 0.0, False, False, True)[0]
+            # gates of every step at once, from the inputs and the previous hidden states
+            u, h = seq[0], out[0]
+            h_prev = torch.cat([h.new_zeros(1, hidden), h[:-1]])
+            pre = u @ params[0].T + h_prev @ params[1].T
+            if m.bias:
+                pre = pre + params[2] + params[3]
+            i, f, g_pre, _ = pre.split(hidden, dim=1)
+            i, f, g = torch.sigmoid(i), torch.sigmoid(f), torch.tanh(g_pre)
+            # the cells: c_t = f_t c_{t-1} + i_t g_t, one fused step per time step
+            c, ig = torch.empty_like(i), i * g
+            cs, igs, fs = c.unbind(0), ig.unbind(0), f.unbind(0)   # views made once
+            cs[0].copy_(igs[0])
+            for t in range(1, c.shape[0]):
+                torch.addcmul(igs[t], fs[t], cs[t - 1], out=cs[t])
+            layers.append(dict(x=u, h_prev=h_prev, i=i, f=f, g=g, g_pre=g_pre, c=c))
+            seq = out
         return seq, layers
 
     def propagator(self, rule, xs, z, ctx):
         eps, hidden = _epsilon(self, rule), self.module.hidden_size
-        coefs = []
+        plans = []
         for layer, rec in enumerate(ctx):
-            w_ih, w_hh, _ = self._layer_params(layer, rec["x"].dtype)
+            w_ih, w_hh = self._layer_params(layer, rec["x"].dtype)[:2]
             c_prev = torch.cat([torch.zeros_like(rec["c"][:1]), rec["c"][:-1]])
-            h_prev = torch.cat([torch.zeros_like(rec["h"][:1]), rec["h"][:-1]])
             inv_c = 1.0 / stabilize(rec["c"], eps)
-            coefs.append((rec["x"], h_prev, w_ih[2 * hidden:3 * hidden],
-                          w_hh[2 * hidden:3 * hidden],
-                          rec["i"] * rec["g"] * inv_c / stabilize(rec["g_pre"], eps),
-                          rec["f"] * c_prev * inv_c))
+            to_g = rec["i"] * rec["g"] * inv_c / stabilize(rec["g_pre"], eps)
+            to_c = rec["f"] * c_prev * inv_c
+            plans.append((rec["x"], rec["h_prev"], w_ih[2 * hidden:3 * hidden],
+                          w_hh[2 * hidden:3 * hidden], to_g, to_c))
 
         def propagate(r: torch.Tensor):
-            for x_l, h_prev, w_ig, w_hg, to_g, to_c in reversed(coefs):
-                n, length = r.shape[0], r.shape[1]
-                s_all = r.new_empty((n, length, hidden))
-                r_h = r.new_zeros((n, hidden))
-                r_c = torch.zeros_like(r_h)
-                for t in range(length - 1, -1, -1):
-                    r_c = r_c + r_h + r[:, t]         # gate o takes nothing
-                    s = r_c * to_g[t]                  # gate i takes nothing; tanh passes
-                    s_all[:, t] = s
-                    r_c = r_c * to_c[t]                # gate f takes nothing
-                    r_h = h_prev[t] * (s @ w_hg)
-                r = x_l * (s_all @ w_ig)
+            for x_l, h_prev, w_ig, w_hg, to_g, to_c in reversed(plans):
+                r_c = _cell_relevance(r.transpose(0, 1), h_prev, w_hg, to_g, to_c)
+                r = x_l * ((r_c * to_g[:, None]).transpose(0, 1) @ w_ig)
             return (r,)
         return propagate
+
+
+def _cell_relevance(direct: torch.Tensor, h_prev: torch.Tensor, w_hg: torch.Tensor,
+                    to_g: torch.Tensor, to_c: torch.Tensor, block_elements: int = 2 ** 22
+                    ) -> torch.Tensor:
+    """Relevance of every cell state, ``(T, n, H)``, from the relevance ``direct``
+    ``(T, n, H)`` the hidden states get from above.
+
+    ``R_{c_t} = direct_t + R_{c_{t+1}} A_{t+1}`` (gate o passes all of ``R_{h_t}`` to the
+    cell): what ``c_{t+1}`` hands ``c_t`` through the forget path (``to_c``) plus what its
+    candidate ``g_{t+1}`` hands ``h_t`` through ``W_hg``. The matrices
+    ``A_t = diag(to_c_t) + diag(to_g_t) W_hg^T diag(h_{t-1})`` are built for a block of
+    steps at once, so the loop over time is one matrix product per step.
+    """
+    length, hidden = direct.shape[0], direct.shape[2]
+    out = torch.empty_like(direct)
+    outs, directs = out.unbind(0), direct.unbind(0)      # views made once, not per step
+    active = (direct != 0).flatten(1).any(1).tolist()   # steps that receive relevance
+    block = max(1, min(length, block_elements // (hidden * hidden)))
+    diag = torch.arange(hidden, device=direct.device)
+    outs[length - 1].copy_(directs[length - 1])
+    mats, first = [], length
+    for t in range(length - 2, -1, -1):
+        k = t + 1                                    # A_{t+1} carries R_{c_{t+1}} down
+        if k < first:
+            first = max(1, k - block + 1)
+            block_mats = to_g[first:k + 1, :, None] * w_hg * h_prev[first:k + 1, None, :]
+            block_mats[:, diag, diag] += to_c[first:k + 1]
+            mats = block_mats.unbind(0)
+        if active[t]:
+            torch.addmm(directs[t], outs[k], mats[k - first], out=outs[t])
+        else:
+            torch.mm(outs[k], mats[k - first], out=outs[t])
+    return out
 
 
 def _build_lstm(call: Call) -> Any:
