@@ -82,8 +82,9 @@ stabiliser and biases inside the model absorb)."""),
     code("""for name, model in trained["pulse"].items():
     exp = Explainer(model, composite="epsilon").explain(x, target=y)
     head = model.readout if name == "ESN" else model.head
-    print(f"{name}: logit {float(exp.output[y]):.4f}, minus readout bias "
-          f"{float(exp.output[y] - head.bias[y].detach()):.4f}, input relevance {float(exp.heatmap().sum()):.4f}")"""),
+    kept = float(exp.output[y] - head.bias[y].detach())
+    print(f"{name}: logit {float(exp.output[y]):.4f}, minus readout bias {kept:.4f}, "
+          f"input relevance {float(exp.heatmap().sum()):.4f}")"""),
     md("""## A climate series: a map per month
 
 The climate inputs are maps. The ESN's relevance for one series, month by month around the
@@ -149,7 +150,8 @@ for leak in (0.05, 0.3, 1.0):
         h = explain_all(esn, inputs, labels)
         profile = np.abs(h).sum(2)
         profile = (profile / profile.sum(1, keepdims=True)).mean(0)
-        ax.semilogy(profile, style, label=f"a={leak}, {readout} state, acc {models.evaluate(esn, test):.2f}")
+        acc = models.evaluate(esn, test)
+        ax.semilogy(profile, style, label=f"a={leak}, {readout} state, acc {acc:.2f}")
 ax.set_xlabel("time step"); ax.set_ylabel("share of |relevance|"); ax.legend(fontsize=7, ncol=2)
 plt.tight_layout()"""),
     md("""## Which reservoir units and hidden units carry the decision
@@ -165,9 +167,11 @@ for row, (name, layer) in zip(axes, (("ESN", "reservoir"), ("LSTM", "lstm"))):
     maps = exp.conditional_heatmaps(layer, [[u] for u in units])
     show(row[0], exp.heatmap(), f"{name}: all units {exp.layer_shape(layer)}", test.masks[0])
     for ax, u, m in zip(row[1:], units, maps):
-        show(ax, m, f"{name} unit {u}: R={float(exp.channel_relevance(layer)[u]):.2f}", test.masks[0])
-    everything = exp.conditional_heatmaps(layer, [[u] for u in range(exp.channel_relevance(layer).numel())]).sum(0)
-    print(name, "units add up to the heatmap:", torch.allclose(everything, exp.heatmap(), atol=1e-5))
+        r_u = float(exp.channel_relevance(layer)[u])
+        show(ax, m, f"{name} unit {u}: R={r_u:.2f}", test.masks[0])
+    every_unit = [[u] for u in range(exp.channel_relevance(layer).numel())]
+    total = exp.conditional_heatmaps(layer, every_unit).sum(0)
+    print(name, "units add up to the heatmap:", torch.allclose(total, exp.heatmap(), atol=1e-5))
 plt.tight_layout()"""),
     md("""## Pixel flipping over time
 
@@ -181,7 +185,8 @@ for ax, (kind, (train, test)) in zip(axes, sets.items()):
     for name, model in trained[kind].items():
         per_step = torch.as_tensor(heat[kind, name]).sum(2, keepdim=True)
         for order, style in (("morf", "-"), ("lerf", ":")):
-            curve = pixel_flipping(model, inputs, per_step, labels, steps=inputs.shape[1], order=order)
+            curve = pixel_flipping(model, inputs, per_step, labels, steps=inputs.shape[1],
+                                   order=order)
             score = np.asarray(curve.score).mean(0)
             ax.plot(np.asarray(curve.fraction), score / score[0], style,
                     label=f"{name} {order.upper()} (AOPC {np.mean(curve.aopc):.2f})")
