@@ -134,9 +134,9 @@ def report(tiny: bool = False) -> None:
     for kind in ("pulse", "climate"):
         train, test = data.sequences(n=sizes.n, seed=0, kind=kind).split(0.75)
         length, features = train.inputs.shape[1:]
-        leak = 0.3
-        candidates = [(f"ESN a={leak}", esn(features, sizes, leak).fit(
-            train.inputs, train.labels, ridge=1e-2))]
+        candidates = [(f"ESN a={leak} ({readout} state)", esn(features, sizes, leak, readout).fit(
+            train.inputs, train.labels, ridge=1e-2)) for leak, readout in ((0.1, "last"),
+                                                                           (0.3, "mean"))]
         rnn = models.lstm_classifier(features, sizes.hidden, 2, seed=0)
         models.train(rnn, train, epochs=sizes.epochs, lr=5e-3, seed=0, num_threads=1)
         candidates.append((f"LSTM H={sizes.hidden}", rnn))

@@ -39,7 +39,7 @@ The ESN's readout is fitted in closed form; the LSTM (32 hidden units) is traine
     code("""trained = {}
 for kind, (train, test) in sets.items():
     f = train.inputs.shape[2]
-    esn = models.EchoStateNetwork(n_inputs=f, n_reservoir=200, n_classes=2, leak=0.3,
+    esn = models.EchoStateNetwork(n_inputs=f, n_reservoir=200, n_classes=2, leak=0.1,
                                   spectral_radius=0.9, input_scaling=1.0, seed=0)
     esn.fit(train.inputs, train.labels, ridge=1e-2)
     rnn = models.lstm_classifier(n_inputs=f, hidden=32, n_classes=2, seed=0)

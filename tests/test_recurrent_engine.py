@@ -278,3 +278,52 @@ def test_rules_other_than_epsilon_are_refused_on_recurrent_layers():
         Explainer(_esn(), Composite({Reservoir: ZPlus(), nn.Linear: Epsilon()}))
     with pytest.raises(InputError, match="deconvnet"):
         Explainer(_esn(), "epsilon").explain(_series()).deconvolution("reservoir")
+
+
+# -- batch_first=False ---------------------------------------------------------------------
+
+class _TimeMajor(nn.Module):
+    """The same LSTM classifier written with batch_first=False."""
+
+    def __init__(self, batch_first_model: nn.Module, read: str = "index"):
+        super().__init__()
+        src = batch_first_model.lstm
+        self.lstm = nn.LSTM(src.input_size, src.hidden_size, num_layers=src.num_layers)
+        self.lstm.load_state_dict(src.state_dict())
+        self.head = batch_first_model.head
+        self.read = read
+
+    def forward(self, x):
+        if self.read == "index":
+            out, _ = self.lstm(x.transpose(0, 1))
+            return self.head(out[-1])
+        if self.read == "back":
+            out, _ = self.lstm(x.permute(1, 0, 2))
+            return self.head(out.transpose(0, 1)[:, -1])
+        if self.read == "direct":
+            out, _ = self.lstm(x)
+            return self.head(out[-1])
+        out, _ = self.lstm(torch.swapaxes(x, 0, 1))
+        return self.head(out.sum(0))
+
+
+@pytest.mark.parametrize("read", ["index", "back"])
+def test_batch_first_false_lstm_equals_reference(read):
+    rnn = _lstm(2)
+    twin = _TimeMajor(rnn, read).double().eval()
+    x = _series(t=11)
+    torch.testing.assert_close(twin(x[:, None])[0] if read == "direct" else twin(x[None])[0],
+                               rnn(x), rtol=1e-12, atol=1e-12)
+    explainer = Explainer(twin, "epsilon")
+    assert explainer.layers == ["lstm", "head"]
+    exp = explainer.explain(x, target=1)
+    torch.testing.assert_close(exp.heatmap(), lstm_lrp(rnn.lstm, rnn.head, x, 1).heatmap, **TOL)
+    assert exp.layer_shape("lstm") == (11, 6)       # batch first in the engine, as documented
+
+
+@pytest.mark.parametrize("read, match", [("direct", "does not read a transposed input"),
+                                         ("sum", "is used by")])
+def test_batch_first_false_lstm_used_otherwise_is_refused(read, match):
+    twin = _TimeMajor(_lstm(1), read).double().eval()
+    with pytest.raises(UnsupportedLayerError, match=match):
+        Explainer(twin, "epsilon")

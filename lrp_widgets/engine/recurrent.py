@@ -17,7 +17,7 @@ Echo state network (Jaeger 2001), ``x_0 = 0``, leak ``a``::
 - The readout reads the last state, or the mean state (then the mean, a sum, hands
   each ``x_t`` its exact share ``x_t / (T mean)``).
 
-LSTM (Arras, Montavon, Müller, Samek 2017), gates ``i, f, g, o``::
+LSTM (Arras, Montavon, Müller, Samek 2017), gates ``i, f, g, o``, ``batch_first`` either way::
 
     c_t = f_t c_{t-1} + i_t g_t,   h_t = o_t tanh(c_t),   g_t = tanh(W_ig x_t + W_hg h_{t-1} + b)
 
@@ -57,6 +57,7 @@ from .errors import InputError, RuleError, UnsupportedLayerError
 from .registry import REGISTRY, Call, Operation
 from .rules import Epsilon, Rule
 from .stabilize import stabilize
+from .rearrange import RearrangeStep
 from .steps import PassStep, Step
 
 __all__ = ["Reservoir", "reservoir", "run_reservoir", "check_series", "ReservoirStep",
@@ -262,6 +263,13 @@ class LSTMStep(_RecurrentStep):
     #: the hidden-state sequence (T, H): its channels are the units
     channel_axis = 1
 
+    def __init__(self, name: str, inputs: Sequence[int], module: nn.Module,
+                 time_major: bool = False):
+        super().__init__(name, inputs, module)
+        # batch_first=False: the model's code sees (T, N, ...) around the LSTM; the engine
+        # keeps every tensor batch first (see _time_major_op)
+        self.time_major = time_major
+
     def input_layout(self) -> tuple[int, str]:
         return 3, f"'{self.name}' (LSTM) expects a series (T, F) or (1, T, F)"
 
@@ -372,10 +380,8 @@ def _build_lstm(call: Call) -> Any:
             "LSTMs that start from zero states: call it with the series only",
             call.name, "torch.nn.LSTM")
     if not m.batch_first:
-        raise UnsupportedLayerError(
-            f"LSTM '{call.name}' has batch_first=False; lrp_widgets explains inputs with the "
-            "batch axis first: build it with batch_first=True", call.name, "torch.nn.LSTM")
-    return LSTMStep(call.name, call.inputs, m)
+        _check_time_major_use(call)
+    return LSTMStep(call.name, call.inputs, m, time_major=not m.batch_first)
 
 
 REGISTRY.register(Operation(
@@ -393,7 +399,9 @@ def _lstm_item(call: Call) -> Any:
         return None
     index = call.node.args[1]
     if index == 0:
-        return PassStep(call.name, call.inputs, None, lambda t: t, "identity", listed=False)
+        step = PassStep(call.name, call.inputs, None, lambda t: t, "identity", listed=False)
+        step.time_major = steps[call.inputs[0]].time_major
+        return step
     if not call.node.users:                   # `output, _ = lstm(x)`: never read
         return PassStep(call.name, call.inputs, None, lambda t: t, "identity", listed=False)
     raise UnsupportedLayerError(
@@ -405,3 +413,92 @@ def _lstm_item(call: Call) -> Any:
 REGISTRY.register(Operation(
     "LSTM outputs (output, (h_n, c_n))", _lstm_item, functions=(operator.getitem,),
     doc="the output sequence is the LSTM's own output"), first=True)
+
+
+# -- batch_first=False: the time-major layout around an LSTM ------------------------------
+#
+# The engine keeps the batch axis first in every tensor. A model whose LSTM has
+# batch_first=False moves time to the front before it (x.transpose(0, 1)) and reads the
+# output in that layout (out[-1]). Those calls are recognised in the graph and run in
+# the batch-first layout instead: the transposes become identities, out[k] becomes
+# out[:, k]. Anything else done with a time-major tensor is refused by name.
+
+_SWAPS = {torch.transpose, torch.swapaxes, torch.swapdims, torch.permute, torch.movedim,
+          "transpose", "swapaxes", "swapdims", "permute", "movedim"}
+
+
+def _swaps_batch_and_time(node: Any) -> bool:
+    """Does ``node`` swap the first two axes of a 3-d tensor (and nothing else)?"""
+    if node.target not in _SWAPS or node.kwargs:
+        return False
+    dims = list(node.args[1:])
+    if len(dims) == 1 and isinstance(dims[0], (tuple, list)):
+        dims = list(dims[0])
+    if node.target in (torch.permute, "permute"):
+        return dims == [1, 0, 2]
+    return sorted(d % 3 if isinstance(d, int) else -9 for d in dims) == [0, 1]
+
+
+def _time_major_lstm(node: Any, model: nn.Module) -> bool:
+    return node.op == "call_module" and isinstance(
+        model.get_submodule(node.target), nn.LSTM) and not \
+        model.get_submodule(node.target).batch_first
+
+
+def _time_major_op(call: Call) -> Any:
+    """A transpose into or out of the time-major layout of a batch_first=False LSTM:
+    an identity in the engine's batch-first layout."""
+    node, model, steps = call.node, call.builder.model, call.builder.steps
+    if len(call.inputs) != 1 or not _swaps_batch_and_time(node):
+        return None
+    into = node.users and all(_time_major_lstm(u, model) for u in node.users)
+    out_of = getattr(steps[call.inputs[0]], "time_major", False)
+    if not (into or out_of):
+        return None
+    step = PassStep(call.name, call.inputs, None, lambda t: t, "identity", listed=False)
+    step.time_major = bool(into)
+    return step
+
+
+def _time_major_index(call: Call) -> Any:
+    """``out[k]`` on a time-major LSTM output: ``out[:, k]`` in the batch-first layout."""
+    source = call.builder.steps[call.inputs[0]] if len(call.inputs) == 1 else None
+    if isinstance(source, LSTMStep) or not getattr(source, "time_major", False):
+        return None                       # the LSTM's own (output, states) tuple: _lstm_item
+    k = call.node.args[1]
+    return RearrangeStep(call.name, call.inputs, None, lambda t: t[:, k])
+
+
+def _check_time_major_use(call: Call) -> None:
+    """Before any work: a batch_first=False LSTM must read a transposed input and have its
+    output read by the supported calls only."""
+    model, node = call.builder.model, call.node
+    source = node.args[0] if node.args else None
+    feeds = getattr(source, "users", {})
+    if source is None or not _swaps_batch_and_time(source) or not all(
+            _time_major_lstm(u, model) for u in feeds):
+        raise UnsupportedLayerError(
+            f"LSTM '{call.name}' has batch_first=False but does not read a transposed input; "
+            "lrp_widgets explains inputs with the batch axis first: call it on "
+            "x.transpose(0, 1) (or build it with batch_first=True)", call.name,
+            "torch.nn.LSTM")
+    for item in node.users:
+        if item.target is not operator.getitem or item.args[1] != 0:
+            continue
+        for use in item.users:
+            index_ok = use.target is operator.getitem and isinstance(use.args[1], int)
+            if not (index_ok or _swaps_batch_and_time(use)):
+                raise UnsupportedLayerError(
+                    f"the time-major output of LSTM '{call.name}' (batch_first=False) is used "
+                    f"by '{use.name}'; lrp_widgets supports reading it as out[k] (out[-1]) or "
+                    "transposing it back to batch first", call.name, "torch.nn.LSTM")
+
+
+REGISTRY.register(Operation(
+    "transposes around a batch_first=False LSTM", _time_major_op,
+    functions=tuple(f for f in _SWAPS if not isinstance(f, str)),
+    methods=tuple(f for f in _SWAPS if isinstance(f, str)),
+    doc="identities: the engine keeps the batch axis first"), first=True)
+REGISTRY.register(Operation(
+    "time steps of a batch_first=False LSTM's output (out[-1])", _time_major_index,
+    functions=(operator.getitem,), doc="out[:, k] in the batch-first layout"), first=True)
