@@ -12,33 +12,12 @@ from lrp_widgets.engine import (Composite, Epsilon, Explainer, InputError, Unsup
                                 ZPlus, named_composite)
 from lrp_widgets.engine.errors import RuleError
 from lrp_widgets.engine.recurrent import Reservoir
-from recurrent_reference import esn_lrp, lstm_lrp
+from recurrent_reference import esn_lrp, lstm_lrp, random_esn, random_lstm, random_series
 
 TOL = dict(rtol=1e-10, atol=1e-12)
 
 
-def _series(t: int = 15, f: int = 3, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
-    return torch.randn(t, f, generator=torch.Generator().manual_seed(seed), dtype=dtype)
-
-
-def _esn(readout: str = "last", bias_scaling: float = 0.4, leak: float = 0.3, seed: int = 0):
-    esn = models.EchoStateNetwork(3, 20, 3, leak=leak, spectral_radius=0.9, input_scaling=1.0,
-                                  seed=seed, readout=readout, bias_scaling=bias_scaling).double()
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(seed + 1)
-        esn.readout.weight.copy_(torch.randn(3, 20, generator=g, dtype=torch.float64))
-        esn.readout.bias.copy_(torch.randn(3, generator=g, dtype=torch.float64))
-    return esn
-
-
-def _lstm(layers: int = 1, zero_bias: bool = False, seed: int = 0):
-    rnn = models.lstm_classifier(3, 6, 4, seed=seed + layers, num_layers=layers).double()
-    if zero_bias:
-        with torch.no_grad():
-            for name, p in rnn.named_parameters():
-                if "bias" in name:
-                    p.zero_()
-    return rnn
+_series, _esn, _lstm = random_series, random_esn, random_lstm
 
 
 def _composite(eps: float) -> Composite:
