@@ -90,9 +90,10 @@ def measure(model: nn.Module, test, noise: torch.Tensor, count: int) -> dict[str
             "AOPC": float(aopc.mean())}
 
 
-def esn(features: int, sizes: Sizes, leak: float, readout: str = "last"):
-    return models.EchoStateNetwork(features, sizes.reservoir, 2, leak=leak, spectral_radius=0.9,
-                                   input_scaling=1.0, seed=0, readout=readout)
+def esn(features: int, sizes: Sizes, leak: float, readout: str = "last", radius: float = 0.9):
+    return models.EchoStateNetwork(features, sizes.reservoir, 2, leak=leak,
+                                   spectral_radius=radius, input_scaling=1.0, seed=0,
+                                   readout=readout)
 
 
 def mlp(length: int, features: int, hidden: int, seed: int = 0) -> nn.Module:
@@ -122,13 +123,16 @@ def report(tiny: bool = False) -> None:
              for kind in ("pulse", "climate")}
     f = pulse_train.inputs.shape[2]
     rows = []
-    for readout in ("last", "mean"):
-        for leak in sizes.leaks if readout == "last" else sizes.leaks[-2:]:
-            model = esn(f, sizes, leak, readout).fit(pulse_train.inputs, pulse_train.labels,
-                                                     ridge=1e-2)
-            values = measure(model, pulse_test, noise["pulse"], sizes.explain)
-            values["_extra"] = f"{1 - leak:.2f}"
-            rows.append((f"ESN a={leak} ({readout} state)", values))
+    variants = [(leak, "last", 0.9) for leak in sizes.leaks] + \
+        [(leak, "mean", 0.9) for leak in sizes.leaks[-2:]] + \
+        [(leak, "last", 0.0) for leak in sizes.leaks[1:-1]]     # W = 0: the leak alone
+    for leak, readout, radius in variants:
+        model = esn(f, sizes, leak, readout, radius).fit(pulse_train.inputs, pulse_train.labels,
+                                                         ridge=1e-2)
+        values = measure(model, pulse_test, noise["pulse"], sizes.explain)
+        values["_extra"] = f"{1 - leak:.2f}"
+        rows.append((f"ESN a={leak} ({readout} state{', W = 0' if radius == 0 else ''})",
+                     values))
     table("ESN leak on pulse series (T=40, evidence in steps 6-15, distractor 24-35)",
           rows, extra="1 - a")
     for kind in ("pulse", "climate"):
