@@ -349,15 +349,15 @@ def _cell_relevance(direct: torch.Tensor, h_prev: torch.Tensor, w_hg: torch.Tens
     outs, directs = out.unbind(0), direct.unbind(0)      # views made once, not per step
     active = (direct != 0).flatten(1).any(1).tolist()   # steps that receive relevance
     block = max(1, min(length, block_elements // (hidden * hidden)))
-    diag = torch.arange(hidden, device=direct.device)
     outs[length - 1].copy_(directs[length - 1])
     mats, first = [], length
     for t in range(length - 2, -1, -1):
         k = t + 1                                    # A_{t+1} carries R_{c_{t+1}} down
         if k < first:
             first = max(1, k - block + 1)
-            block_mats = to_g[first:k + 1, :, None] * w_hg * h_prev[first:k + 1, None, :]
-            block_mats[:, diag, diag] += to_c[first:k + 1]
+            block_mats = torch.mul(w_hg, h_prev[first:k + 1, None, :]).mul_(
+                to_g[first:k + 1, :, None])
+            torch.diagonal(block_mats, dim1=1, dim2=2).add_(to_c[first:k + 1])
             mats = block_mats.unbind(0)
         if active[t]:
             torch.addmm(directs[t], outs[k], mats[k - first], out=outs[t])
