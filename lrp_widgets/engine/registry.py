@@ -41,6 +41,7 @@ inside them (a torchvision ``StochasticDepth`` stays one call).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -120,8 +121,10 @@ class Operation:
         How the supported-layers text names it (``"Conv1d/2d"``, ``"permute"``).
     build : callable
         ``build(call) -> Step | None | MERGED``; None declines the call.
-    modules : tuple of types
-        Module types it handles (``isinstance``).
+    modules : tuple of types or str
+        Module types it handles (``isinstance``). A type of an optional package may be
+        named ``"package.module:Class"``: it is looked up only once that module is
+        imported (so the engine never imports torchvision itself).
     functions : tuple
         Functions it handles, matched by identity (``torch.cat``, ``operator.add``).
     methods : tuple of str
@@ -171,7 +174,7 @@ class Registry:
         self.operations.remove(op)
 
     def for_module(self, module: nn.Module) -> list[Operation]:
-        return [op for op in self.operations if op.modules and isinstance(module, op.modules)]
+        return [op for op in self.operations if op.modules and isinstance(module, _types(op))]
 
     def for_function(self, target: Any) -> list[Operation]:
         return [op for op in self.operations if any(target is f for f in op.functions)]
@@ -184,7 +187,7 @@ class Registry:
         out: list[type] = []
         for op in self.operations:
             if role is None or op.role == role:
-                out.extend(t for t in op.modules if t not in out)
+                out.extend(t for t in _types(op) if t not in out)
         return tuple(out)
 
     def supported_text(self) -> str:
@@ -205,6 +208,22 @@ class Registry:
             seen.add(op.name)
             rows.append(f"| {op.name} | {op.role or '-'} | {op.doc} |")
         return "\n".join(rows)
+
+
+def _types(op: Operation) -> tuple[type, ...]:
+    """``op.modules`` with names of types resolved where their module is imported."""
+    out = []
+    for t in op.modules:
+        if isinstance(t, str):
+            path, _, qualname = t.partition(":")
+            found: Any = sys.modules.get(path)
+            for part in qualname.split("."):
+                found = getattr(found, part, None)
+            if isinstance(found, type):
+                out.append(found)
+        else:
+            out.append(t)
+    return tuple(out)
 
 
 #: the engine's registry; ``operations.py`` fills it with the built-in entries
