@@ -71,6 +71,38 @@ def _readout_share(linear: nn.Linear, inputs: torch.Tensor, target: int, eps: fl
     return weight * (y / _stab(y, eps)), float(y.detach())
 
 
+# ------------------------------------------------------------------ test models
+
+def random_series(t: int = 15, f: int = 3, seed: int = 0, dtype=torch.float64) -> torch.Tensor:
+    """A seeded random series ``(t, f)``."""
+    return torch.randn(t, f, generator=torch.Generator().manual_seed(seed), dtype=dtype)
+
+
+def random_esn(readout: str = "last", bias_scaling: float = 0.4, leak: float = 0.3,
+               seed: int = 0):
+    """A float64 ESN (3 inputs, 20 units, 3 classes) with a random readout."""
+    from lrp_widgets import models
+    esn = models.EchoStateNetwork(3, 20, 3, leak=leak, spectral_radius=0.9, input_scaling=1.0,
+                                  seed=seed, readout=readout, bias_scaling=bias_scaling).double()
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(seed + 1)
+        esn.readout.weight.copy_(torch.randn(3, 20, generator=g, dtype=torch.float64))
+        esn.readout.bias.copy_(torch.randn(3, generator=g, dtype=torch.float64))
+    return esn
+
+
+def random_lstm(layers: int = 1, zero_bias: bool = False):
+    """A float64 LSTM classifier (3 inputs, 6 hidden, 4 classes), optionally without biases."""
+    from lrp_widgets import models
+    rnn = models.lstm_classifier(3, 6, 4, seed=layers, num_layers=layers).double()
+    if zero_bias:
+        with torch.no_grad():
+            for name, p in rnn.named_parameters():
+                if "bias" in name:
+                    p.zero_()
+    return rnn
+
+
 # --------------------------------------------------------------------------- ESN
 
 def _esn_forward(esn, u: torch.Tensor):

@@ -6,32 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from lrp_widgets import models
-from recurrent_reference import esn_lrp, esn_lrp_autograd, lstm_lrp, lstm_lrp_autograd
+from recurrent_reference import (esn_lrp, esn_lrp_autograd, lstm_lrp, lstm_lrp_autograd,
+                                 random_esn, random_lstm, random_series)
 
 
-def _series(t: int = 15, f: int = 3, seed: int = 0) -> torch.Tensor:
-    return torch.randn(t, f, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-
-
-def _esn(readout: str = "last", bias_scaling: float = 0.4, leak: float = 0.3, seed: int = 0):
-    esn = models.EchoStateNetwork(3, 20, 3, leak=leak, spectral_radius=0.9, input_scaling=1.0,
-                                  seed=seed, readout=readout, bias_scaling=bias_scaling).double()
-    with torch.no_grad():
-        g = torch.Generator().manual_seed(seed + 1)
-        esn.readout.weight.copy_(torch.randn(3, 20, generator=g, dtype=torch.float64))
-        esn.readout.bias.copy_(torch.randn(3, generator=g, dtype=torch.float64))
-    return esn
-
-
-def _lstm(layers: int, zero_bias: bool = False):
-    rnn = models.lstm_classifier(3, 6, 4, seed=layers, num_layers=layers).double()
-    if zero_bias:
-        with torch.no_grad():
-            for name, p in rnn.named_parameters():
-                if "bias" in name:
-                    p.zero_()
-    return rnn
+_series, _esn, _lstm = random_series, random_esn, random_lstm
 
 
 @pytest.mark.parametrize("readout", ["last", "mean"])

@@ -242,9 +242,15 @@ class Explanation:
         return self._acts[self.layer_index(layer)][0]
 
     def channel_relevance(self, layer: str) -> torch.Tensor:
-        """Relevance at ``layer`` summed over all axes but the channel axis: ``(channels,)``."""
-        r = self.relevance(layer)
+        """Relevance at ``layer`` summed over all axes but the channel axis: ``(channels,)``.
+
+        The channel axis is the first (after the batch axis), except for an LSTM, whose
+        output ``(T, H)`` has its units as channels (axis 1)."""
+        r = self.relevance(layer).movedim(self._channel_axis(self.layer_index(layer)), 0)
         return r.reshape(r.shape[0], -1).sum(dim=1) if r.dim() > 1 else r.clone()
+
+    def _channel_axis(self, idx: int) -> int:
+        return getattr(self.plan.steps[idx], "channel_axis", 0)
 
     def conservation(self) -> dict[str, float]:
         """Total relevance of every listed layer, output first, and of the input last."""
@@ -301,7 +307,8 @@ class Explanation:
         """
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+                                self._channel_axis(idx))
         r_layer = self._full_relevance(idx)
         x_shape = tuple(self.input.shape[1:])
         out = r_layer.new_zeros((len(masks),) + x_shape)
@@ -326,7 +333,8 @@ class Explanation:
             raise InputError(f"layer {at!r} is not below {layer!r}: relevance flows from "
                              "the output towards the input")
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+                                self._channel_axis(idx))
         r_layer = self._full_relevance(idx)
         out = r_layer.new_zeros((len(masks),) + tuple(self._acts[low].shape[1:]))
         chunk = self._chunk_size(idx, max_bytes)
@@ -353,7 +361,8 @@ class Explanation:
         """Deconvnet reconstructions of many selections at once: ``(N, *x.shape)``."""
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+                                self._channel_axis(idx))
         act = self._acts[idx]
         out = act.new_zeros((len(masks),) + tuple(self.input.shape[1:]))
         chunk = self._chunk_size(idx, max_bytes)
@@ -492,8 +501,11 @@ class _SelectionMasks:
     """
 
     def __init__(self, selections: Any, shape: tuple[int, ...], device: torch.device,
-                 layer: str) -> None:
+                 layer: str, axis: int = 0) -> None:
         self.shape, self.device, self.layer = shape, device, layer
+        self.axis = axis                      # the channel axis of the layer's output
+        # a channel vector's view over the layer's output: channels on their axis
+        self.channel_view = tuple(n if k == axis else 1 for k, n in enumerate(shape))
         if isinstance(selections, np.ndarray):
             selections = torch.from_numpy(selections)
         if isinstance(selections, torch.Tensor):
@@ -526,7 +538,7 @@ class _SelectionMasks:
             mask = sel
         else:
             channels = sel
-        return (_channel_vector(channels, self.shape[0], self.device, self.layer),
+        return (_channel_vector(channels, self.shape[self.axis], self.device, self.layer),
                 _neuron_mask(mask, self.shape, self.device, self.layer))
 
     def block(self, start: int, stop: int) -> torch.Tensor:
@@ -534,15 +546,14 @@ class _SelectionMasks:
         if self.stack is not None:
             return self.stack[start:stop]
         items = self.items[start:stop]
-        ones = (1,) * (len(self.shape) - 1)
         if all(m is None for _, m in items):
-            chans = [c if c is not None else torch.ones(self.shape[0], dtype=torch.bool,
+            chans = [c if c is not None else torch.ones(self.shape[self.axis], dtype=torch.bool,
                                                          device=self.device) for c, _ in items]
-            return torch.stack(chans).view((len(items), self.shape[0]) + ones)
+            return torch.stack(chans).view((len(items),) + self.channel_view)
         out = torch.ones((len(items),) + self.shape, dtype=torch.bool, device=self.device)
         for k, (chan, mask) in enumerate(items):
             if chan is not None:
-                out[k] &= chan.view((self.shape[0],) + ones)
+                out[k] &= chan.view(self.channel_view)
             if mask is not None:
                 out[k] &= mask
         return out

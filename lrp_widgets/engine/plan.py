@@ -21,6 +21,7 @@ from .errors import UnsupportedLayerError
 from .registry import MERGED, REGISTRY, Call, Operation, describe_target
 from .steps import AffineStep, InputStep, Step
 from . import operations  # noqa: F401  (fills the registry with the built-in operations)
+from . import recurrent  # noqa: F401  (recurrent layers: reservoir, LSTM)
 
 _SHAPE_METHOD = {"size", "dim", "numel"}
 _SHAPE_ATTR = {"shape", "ndim", "dtype", "device"}
@@ -79,6 +80,8 @@ class Plan:
     def input_layout(self) -> Optional[tuple[int, str]]:
         """Number of axes (with batch) the first consumer of the input expects, if it tells."""
         users = [s for s in self.steps if 0 in s.inputs]
+        if len(users) == 1 and hasattr(users[0], "input_layout"):
+            return users[0].input_layout()           # a recurrent layer: series (T, F)
         if len(users) != 1 or not isinstance(users[0], AffineStep):
             return None
         step = users[0]
@@ -328,6 +331,8 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
         names.setdefault(alias, idx)
     layers = _listed_layers(b.steps, aliases)
     first = next((i for i, s in enumerate(b.steps) if isinstance(s, AffineStep)), None)
+    if first is not None and any(getattr(s, "recurrent", False) for s in b.steps[:first]):
+        first = None              # a recurrent layer is nearest the input: no first-layer rule
     return Plan(graph, b.steps, b.node_step, names, layers, output, first, b.tuple_nodes)
 
 

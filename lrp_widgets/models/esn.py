@@ -26,34 +26,20 @@ from typing import Literal
 
 import numpy as np
 import torch
+import torch.fx
 from torch import nn
 
 from ..engine.errors import InputError
+from ..engine.recurrent import check_series as _check_series
+from ..engine.recurrent import reservoir, run_reservoir
 
 __all__ = ["EchoStateNetwork", "LSTMClassifier", "lstm_classifier"]
 
 Readout = Literal["last", "mean"]
 
 
-def _check_series(inputs: torch.Tensor, n_features: int, name: str = "inputs") -> torch.Tensor:
-    """``inputs`` as an (N, T, F) tensor; a clear error for wrong shapes or non-finite values."""
-    if not isinstance(inputs, torch.Tensor):
-        raise InputError(f"{name} must be a torch.Tensor (N, T, F) or (T, F), "
-                         f"got {type(inputs).__name__}")
-    if inputs.ndim == 2:
-        inputs = inputs.unsqueeze(0)
-    if inputs.ndim != 3:
-        raise InputError(f"{name} must be shaped (N, T, F) or (T, F), got {tuple(inputs.shape)}")
-    if inputs.shape[2] != n_features:
-        raise InputError(f"{name} has {inputs.shape[2]} features per time step, the model "
-                         f"expects {n_features} (shape {tuple(inputs.shape)})")
-    if inputs.shape[1] < 1:
-        raise InputError(f"{name} has no time steps (shape {tuple(inputs.shape)})")
-    if not inputs.is_floating_point():
-        raise InputError(f"{name} must be floating point, got {inputs.dtype}")
-    if not bool(torch.isfinite(inputs).all()):
-        raise InputError(f"{name} contains NaN or infinite values")
-    return inputs
+# The forward's reservoir call stays one traced call: the engine explains it over time.
+torch.fx.wrap("reservoir")
 
 
 class EchoStateNetwork(nn.Module):
@@ -147,18 +133,7 @@ class EchoStateNetwork(nn.Module):
         summary (``"last"``, ``"mean"``), which needs no (N, T, R) buffer."""
         single = isinstance(inputs, torch.Tensor) and inputs.ndim == 2
         u = _check_series(inputs, self.n_inputs).to(w.dtype)
-        # The input drive of every step at once; only the recurrence is sequential.
-        drive = u @ w_in.T + bias
-        x = drive.new_zeros(u.shape[0], self.n_reservoir)
-        out, total = [], torch.zeros_like(x)
-        for t in range(u.shape[1]):
-            x = (1.0 - self.leak) * x + self.leak * torch.tanh(drive[:, t] + x @ w.T)
-            if keep == "all":
-                out.append(x)
-            elif keep == "mean":
-                total = total + x
-        result = {"all": lambda: torch.stack(out, dim=1), "last": lambda: x,
-                  "mean": lambda: total / u.shape[1]}[keep]()
+        result = run_reservoir(u, w_in, w, bias, self.leak, keep)
         return result[0] if single else result
 
     def features(self, inputs: torch.Tensor) -> torch.Tensor:
@@ -166,8 +141,12 @@ class EchoStateNetwork(nn.Module):
         return self._run(inputs, self.W_in, self.W, self.bias, keep=self.readout_mode)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        """Logits ``(N, n_classes)`` for series ``(N, T, F)``; ``(n_classes,)`` for ``(T, F)``."""
-        return self.readout(self.features(inputs).to(self.readout.weight.dtype))
+        """Logits ``(N, n_classes)`` for series ``(N, T, F)``; ``(n_classes,)`` for ``(T, F)``.
+
+        The reservoir is one call of :func:`lrp_widgets.engine.recurrent.reservoir`, which
+        the engine explains over time (layer ``"reservoir"``, its units as channels)."""
+        return self.readout(reservoir(inputs, self.W_in, self.W, self.bias, self.leak,
+                                      self.readout_mode))
 
     @torch.no_grad()
     def fit(self, inputs: torch.Tensor, labels: torch.Tensor, ridge: float = 1e-3
@@ -227,10 +206,10 @@ class LSTMClassifier(nn.Module):
         self.head = nn.Linear(hidden, n_classes)
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
-        single = inputs.ndim == 2
-        output, _ = self.lstm(inputs.unsqueeze(0) if single else inputs)
-        logits = self.head(output[:, -1])
-        return logits[0] if single else logits
+        # nn.LSTM takes one series (T, F) unbatched; no branch on the input keeps the
+        # forward traceable, so the engine explains it
+        output, _ = self.lstm(inputs)
+        return self.head(output[..., -1, :])
 
 
 def lstm_classifier(n_inputs: int, hidden: int, n_classes: int, seed: int = 0,

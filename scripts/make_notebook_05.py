@@ -1,0 +1,200 @@
+"""Writes notebooks/05_time_series.ipynb (without outputs); run from the repository root."""
+import nbformat as nbf
+
+nb = nbf.v4.new_notebook()
+md, code = nbf.v4.new_markdown_cell, nbf.v4.new_code_cell
+nb.cells = [
+    md("""# Time series: echo state networks and LSTMs, explained over time
+
+Two recurrent classifiers, an **echo state network** (a fixed random leaky-tanh reservoir with
+a ridge-regression readout) and an **LSTM**, on two kinds of series whose evidence is known:
+
+- `pulse`: 4 noisy channels over 40 steps; the sign of a pulse somewhere in steps 6-15 is
+  the class, a pulse of random sign in steps 24-35 is a distractor;
+- `climate`: monthly anomaly maps on an 8 x 12 grid (96 features) over 24 months; the sign
+  of the anomaly in a driving region during a season decides the class.
+
+The engine unrolls both models over time: relevance goes back step by step (the epsilon
+rule on every sum; in the LSTM, gates take no relevance and the signal takes all, as in
+Arras et al. 2017). Heatmaps have the input's shape, time x features. Under the test suite
+(`LRP_WIDGETS_CI=1`) the notebook uses less data and fewer epochs, so its numbers there are
+rougher than in a normal run."""),
+    code("""import os
+import numpy as np
+import torch
+import matplotlib.pyplot as plt
+from lrp_widgets import data, models
+from lrp_widgets.analysis import pixel_flipping, relevance_mass_accuracy
+from lrp_widgets.engine import Explainer
+
+CI = bool(os.environ.get("LRP_WIDGETS_CI"))       # the test suite: small and fast
+N, EPOCHS, EXPLAIN = (240, 4, 16) if CI else (1000, 20, 200)
+torch.set_num_threads(1)
+sets = {kind: data.sequences(n=N, seed=0, kind=kind).split(0.75) for kind in ("pulse", "climate")}
+for kind, (train, test) in sets.items():
+    print(kind, "inputs", tuple(train.inputs.shape), "classes", train.classes)"""),
+    md("""## Two models per kind of series
+
+The ESN's readout is fitted in closed form; the LSTM (32 hidden units) is trained with Adam."""),
+    code("""trained = {}
+for kind, (train, test) in sets.items():
+    f = train.inputs.shape[2]
+    esn = models.EchoStateNetwork(n_inputs=f, n_reservoir=200, n_classes=2, leak=0.1,
+                                  spectral_radius=0.9, input_scaling=1.0, seed=0)
+    esn.fit(train.inputs, train.labels, ridge=1e-2)
+    rnn = models.lstm_classifier(n_inputs=f, hidden=32, n_classes=2, seed=0)
+    models.train(rnn, train, epochs=EPOCHS, lr=5e-3, seed=0, num_threads=1)
+    trained[kind] = {"ESN": esn, "LSTM": rnn}
+    print(f"{kind:8s} accuracy on unseen series: ESN {models.evaluate(esn, test):.2f}, "
+          f"LSTM {models.evaluate(rnn, test):.2f}")"""),
+    md("""## Heatmaps: time x features
+
+One unseen pulse series, its evidence (outlined), and what each model's relevance says. Red
+is evidence for the explained class, blue against it."""),
+    code("""def show(ax, image, title, mask=None, symmetric=True):
+    image = np.asarray(image).T                       # features down, time across
+    vmax = np.abs(image).max() or 1.0
+    ax.imshow(image, cmap="bwr" if symmetric else "gray", vmin=-vmax, vmax=vmax,
+              aspect="auto", interpolation="nearest")
+    if mask is not None:
+        ax.contour(np.asarray(mask).T, levels=[0.5], colors="k", linewidths=1)
+    ax.set_title(title, fontsize=9)
+    ax.set_xlabel("time step")
+
+def explain_all(model, inputs, labels):
+    explainer = Explainer(model, composite="epsilon")
+    return np.stack([explainer.explain(x, target=int(y)).heatmap().detach().numpy()
+                     for x, y in zip(inputs, labels)])
+
+train, test = sets["pulse"]
+i = 0
+x, y, mask = test.inputs[i], int(test.labels[i]), test.masks[i]
+fig, axes = plt.subplots(1, 3, figsize=(12, 2.4))
+show(axes[0], x, f"input (class {test.classes[y]})", mask)
+for ax, (name, model) in zip(axes[1:], trained["pulse"].items()):
+    exp = Explainer(model, composite="epsilon").explain(x, target=y)
+    show(ax, exp.heatmap(), f"{name}: relevance for {test.classes[y]}", mask)
+axes[0].set_ylabel("feature")
+plt.tight_layout()"""),
+    md("""Relevance is conserved over time: with no biases inside the recurrence, what reaches the
+inputs is the explained logit minus what the readout's bias keeps (and what the small
+stabiliser and biases inside the model absorb)."""),
+    code("""for name, model in trained["pulse"].items():
+    exp = Explainer(model, composite="epsilon").explain(x, target=y)
+    head = model.readout if name == "ESN" else model.head
+    kept = float(exp.output[y] - head.bias[y].detach())
+    print(f"{name}: logit {float(exp.output[y]):.4f}, minus readout bias {kept:.4f}, "
+          f"input relevance {float(exp.heatmap().sum()):.4f}")"""),
+    md("""## A climate series: a map per month
+
+The climate inputs are maps. The ESN's relevance for one series, month by month around the
+deciding season (outlined: the driving region in the season)."""),
+    code("""train, test = sets["climate"]
+H, W = test.grid
+x, y, mask = test.inputs[i], int(test.labels[i]), test.masks[i]
+h = Explainer(trained["climate"]["ESN"], composite="epsilon").explain(x, target=y).heatmap()
+months = range(8, 20)
+vmax = float(h.abs().max()) or 1.0
+fig, axes = plt.subplots(2, len(months), figsize=(14, 2.6))
+for ax_in, ax_r, t in zip(axes[0], axes[1], months):
+    ax_in.imshow(x[t].reshape(H, W), cmap="bwr", vmin=-3, vmax=3)
+    ax_r.imshow(h[t].reshape(H, W), cmap="bwr", vmin=-vmax, vmax=vmax)
+    for ax in (ax_in, ax_r):
+        if mask[t].any():
+            ax.contour(mask[t].reshape(H, W).numpy(), levels=[0.5], colors="k", linewidths=0.8)
+        ax.set_xticks([]); ax.set_yticks([])
+    ax_in.set_title(f"month {t}", fontsize=8)
+axes[0, 0].set_ylabel("input"); axes[1, 0].set_ylabel("ESN R")
+plt.tight_layout()"""),
+    md("""## Relevance over time, on many series
+
+The share of positive relevance per time step, averaged over unseen series, with the evidence
+window (green) and the distractor window (grey). RMA is the relevance mass accuracy: the share
+of positive relevance on the evidence entries themselves."""),
+    code("""def time_share(h):
+    pos = np.clip(h, 0, None).sum(2)
+    return pos / np.maximum(pos.sum(1, keepdims=True), 1e-12)
+
+heat = {}
+fig, axes = plt.subplots(1, 2, figsize=(12, 2.8))
+for ax, (kind, (train, test)) in zip(axes, sets.items()):
+    inputs, labels = test.inputs[:EXPLAIN], test.labels[:EXPLAIN]
+    window = test.masks.any(2).any(0).numpy()
+    distractor = test.distractor_masks.any(2).any(0).numpy()
+    for t in np.flatnonzero(window):
+        ax.axvspan(t - 0.5, t + 0.5, color="g", alpha=0.08, lw=0)
+    for t in np.flatnonzero(distractor):
+        ax.axvspan(t - 0.5, t + 0.5, color="k", alpha=0.05, lw=0)
+    for name, model in trained[kind].items():
+        heat[kind, name] = explain_all(model, inputs, labels)
+        rma = np.mean(relevance_mass_accuracy(heat[kind, name], test.masks[:EXPLAIN].numpy()))
+        ax.plot(time_share(heat[kind, name]).mean(0), label=f"{name} (RMA {rma:.2f})")
+    ax.set_title(kind); ax.set_xlabel("time step"); ax.legend(fontsize=8)
+axes[0].set_ylabel("share of positive relevance")
+plt.tight_layout()"""),
+    md("""## The leak artifact
+
+In the reservoir, `x_t = (1 - a) x_{t-1} + a tanh(W_in u_t + W x_{t-1})`. Relevance that
+goes back through the leak term is multiplied by `(1 - a) x_{t-1} / x_t` at every step, so
+an ESN that reads only its last state hands the early steps less relevance the smaller `a`
+is... and the larger `a` is, the faster the state forgets. Either way the heatmap's profile in
+time is shaped by the reservoir, not only by where the evidence is. Reading the *mean* state
+gives every step a direct share."""),
+    code("""train, test = sets["pulse"]
+inputs, labels = test.inputs[:EXPLAIN], test.labels[:EXPLAIN]
+fig, ax = plt.subplots(figsize=(8, 3))
+for leak in (0.05, 0.3, 1.0):
+    for readout, style in (("last", "-"), ("mean", ":")):
+        esn = models.EchoStateNetwork(4, 200, 2, leak=leak, spectral_radius=0.9, seed=0,
+                                      readout=readout).fit(train.inputs, train.labels, ridge=1e-2)
+        h = explain_all(esn, inputs, labels)
+        profile = np.abs(h).sum(2)
+        profile = (profile / profile.sum(1, keepdims=True)).mean(0)
+        acc = models.evaluate(esn, test)
+        ax.semilogy(profile, style, label=f"a={leak}, {readout} state, acc {acc:.2f}")
+ax.set_xlabel("time step"); ax.set_ylabel("share of |relevance|"); ax.legend(fontsize=7, ncol=2)
+plt.tight_layout()"""),
+    md("""## Which reservoir units and hidden units carry the decision
+
+The reservoir's layer is what the readout reads, `(200,)`: its channels are the units. The
+LSTM's layer is its hidden-state sequence `(T, 32)`, whose channels are the hidden units (at
+every time step). The conditional heatmaps of a partition of the units add up to the heatmap."""),
+    code("""x, y = test.inputs[0], int(test.labels[0])
+fig, axes = plt.subplots(2, 4, figsize=(12, 3.6))
+for row, (name, layer) in zip(axes, (("ESN", "reservoir"), ("LSTM", "lstm"))):
+    exp = Explainer(trained["pulse"][name], composite="epsilon").explain(x, target=y)
+    units = exp.channel_relevance(layer).argsort(descending=True)[:3].tolist()
+    maps = exp.conditional_heatmaps(layer, [[u] for u in units])
+    show(row[0], exp.heatmap(), f"{name}: all units {exp.layer_shape(layer)}", test.masks[0])
+    for ax, u, m in zip(row[1:], units, maps):
+        r_u = float(exp.channel_relevance(layer)[u])
+        show(ax, m, f"{name} unit {u}: R={r_u:.2f}", test.masks[0])
+    every_unit = [[u] for u in range(exp.channel_relevance(layer).numel())]
+    total = exp.conditional_heatmaps(layer, every_unit).sum(0)
+    print(name, "units add up to the heatmap:", torch.allclose(total, exp.heatmap(), atol=1e-5))
+plt.tight_layout()"""),
+    md("""## Pixel flipping over time
+
+Time steps are set to 0 in the order of their relevance (most relevant first, MoRF) and the
+logit of the explained class is recorded (`analysis.pixel_flipping` with a `(T, 1)` heatmap
+flips whole time steps). A steep early drop means the heatmap found what the model uses; the
+least-relevant-first (LeRF) order is the control."""),
+    code("""fig, axes = plt.subplots(1, 2, figsize=(12, 2.8))
+for ax, (kind, (train, test)) in zip(axes, sets.items()):
+    inputs, labels = test.inputs[:EXPLAIN], test.labels[:EXPLAIN]
+    for name, model in trained[kind].items():
+        per_step = torch.as_tensor(heat[kind, name]).sum(2, keepdim=True)
+        for order, style in (("morf", "-"), ("lerf", ":")):
+            curve = pixel_flipping(model, inputs, per_step, labels, steps=inputs.shape[1],
+                                   order=order)
+            score = np.asarray(curve.score).mean(0)
+            ax.plot(np.asarray(curve.fraction), score / score[0], style,
+                    label=f"{name} {order.upper()} (AOPC {np.mean(curve.aopc):.2f})")
+    ax.set_title(kind); ax.set_xlabel("share of time steps flipped"); ax.legend(fontsize=7)
+axes[0].set_ylabel("logit / logit before")
+plt.tight_layout()"""),
+    md("""The measured tables (several leak rates, LSTM against ESN and an MLP on the same series)
+are in `docs/faithfulness.md`, made by `python benchmarks/recurrent.py --artifacts`."""),
+]
+nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+nbf.write(nb, "notebooks/05_time_series.ipynb")
