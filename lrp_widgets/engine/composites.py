@@ -22,6 +22,7 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
+from .attention import ATTENTION_TYPES, AttnLRP, CPLRP
 from .errors import InputError
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Rule, ZBox, ZPlus
 
@@ -70,7 +71,9 @@ class Composite:
     ----------
     layer_map : mapping or sequence of (type or tuple of types, Rule)
         The first entry whose types match a layer (``isinstance``) gives its rule.
-        Average pooling and residual sums default to :class:`Norm` when not mapped.
+        Average pooling, residual sums and LayerNorm default to :class:`Norm`, attention
+        (``nn.MultiheadAttention``, scaled dot-product, :class:`~.attention.MatMul`,
+        ``nn.Softmax``) to :class:`~.attention.AttnLRP`, when not mapped.
     first_map : same form, optional
         Checked first for the Linear/Conv layer nearest the input.
     name_map : mapping of dotted layer name to Rule, optional
@@ -83,7 +86,9 @@ class Composite:
                  name_map: Optional[Mapping[str, Rule]] = None, stabilizer: float = 1e-6,
                  name: str = "custom") -> None:
         self.layer_map = _as_pairs(layer_map) + [(AVGPOOL_TYPES, Norm(stabilizer)),
-                                                 (Sum, Norm(stabilizer))]
+                                                 (Sum, Norm(stabilizer)),
+                                                 (nn.LayerNorm, Norm(stabilizer)),
+                                                 (ATTENTION_TYPES, AttnLRP(stabilizer))]
         self.first_map = _as_pairs(first_map)
         self.name_map = dict(name_map or {})
         self.name = name
@@ -103,7 +108,8 @@ class Composite:
 
 
 COMPOSITE_NAMES = ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box",
-                   "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon")
+                   "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon",
+                   "cp_lrp", "attn_lrp")
 
 
 def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
@@ -114,7 +120,12 @@ def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
     Parameters
     ----------
     name : str
-        One of ``COMPOSITE_NAMES``.
+        One of ``COMPOSITE_NAMES``. ``"cp_lrp"`` and ``"attn_lrp"`` are the transformer
+        rule sets: ε on Linear/Conv and LayerNorm (its normalisation held constant,
+        see norms.py), and on attention CP-LRP (weights constant; LXT's default for
+        torchvision's ViT, which this reproduces) or AttnLRP (uniform products,
+        linearised softmax); activations such as GELU pass relevance (LXT's identity
+        rule), residual sums are split in proportion.
     input_bounds : (low, high), optional
         Needed by ``epsilon_gamma_box`` (the ZBox rule of the first layer).
     epsilon, stabilizer, gamma : float
@@ -122,6 +133,10 @@ def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
         stabiliser of the other rules, and γ of ``epsilon_gamma_box``.
     """
     linear = (nn.Linear, Epsilon(epsilon))
+    if name in ("cp_lrp", "attn_lrp"):
+        attention = (CPLRP if name == "cp_lrp" else AttnLRP)(epsilon)
+        return Composite([(CONV_TYPES + (nn.Linear, nn.LayerNorm), Epsilon(epsilon)),
+                          (ATTENTION_TYPES, attention)], name=name, stabilizer=stabilizer)
     if name == "epsilon":
         return Composite([(CONV_TYPES + (nn.Linear,), Epsilon(epsilon))], name=name,
                          stabilizer=stabilizer)

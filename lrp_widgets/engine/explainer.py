@@ -19,7 +19,7 @@ from torch import nn
 
 from .composites import Composite, Sum, resolve_composite
 from .errors import InputError, UnsupportedLayerError
-from .plan import Plan, build_plan
+from .plan import Plan, build_plan, fetch_attr
 from .relevance_support import mark_positive_relevance
 from .steps import AffineStep, InputStep, LinearMapStep, StepPropagator, SumStep
 
@@ -92,6 +92,9 @@ class Explainer:
                 rule = self.composite.rule_for(step.name, step.module, False)
             elif isinstance(step, SumStep):
                 rule = self.composite.rule_for(step.name, Sum(), False)
+            elif getattr(step, "rule_module", None) is not None:   # LayerNorm, attention
+                rule = self.composite.rule_for(step.name, step.rule_module, False)
+                step.check_rule(rule)
             rules.append(rule)
         return rules
 
@@ -143,7 +146,7 @@ class Explainer:
             if node.op == "output":
                 break
             if node.op == "get_attr":
-                env[node] = _fetch_attr(self.model, node.target)
+                env[node] = fetch_attr(self.model, node.target)
                 continue
             idx = plan.node_step.get(node)
             if idx is None:                         # size/shape arithmetic
@@ -592,13 +595,6 @@ def _evaluate(node: Any, env: dict) -> Any:
         obj, *rest = args
         return getattr(obj, node.target)(*rest, **kwargs)
     return node.target(*args, **kwargs)
-
-
-def _fetch_attr(model: nn.Module, target: str) -> Any:
-    obj: Any = model
-    for part in target.split("."):
-        obj = getattr(obj, part)
-    return obj.detach() if isinstance(obj, torch.Tensor) else obj
 
 
 __all__ = ["Explainer", "Explanation", "DEFAULT_MAX_BYTES"]

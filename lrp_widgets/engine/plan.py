@@ -26,6 +26,8 @@ from .steps import (AffineStep, CatStep, InputStep, LinearMapStep, MaxPoolStep, 
                     ReshapeStep, Step, SumStep, batchnorm_fn, pooling_fn)
 from .activations import (ACTIVATION_NAMES, ACTIVATION_TYPES, activation_fn,
                           function_activation, method_activation)
+from . import attention as attn
+from .norms import functional_layernorm_step, layernorm_step
 
 IDENTITY_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
@@ -33,7 +35,9 @@ MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
 SUPPORTED = ("Linear, Conv1d, Conv2d, " + ACTIVATION_NAMES + ", MaxPool1d/2d, "
              "AvgPool1d/2d, AdaptiveAvgPool1d/2d (modules or functions), means over non-batch "
              "axes, BatchNorm1d/2d after a Linear/Conv layer, Dropout, Identity, Flatten, view/reshape/flatten, residual "
-             "additions, torch.cat")
+             "additions, torch.cat, LayerNorm (module or F.layer_norm), MultiheadAttention "
+             "(batch_first), F.scaled_dot_product_attention, softmax, matmul/bmm/einsum of two "
+             "signals")
 
 _ADD = {operator.add, operator.iadd, torch.add}
 _RESHAPE_FN = {torch.flatten, torch.reshape}
@@ -184,6 +188,10 @@ class _Builder:
     def call_module(self, node: fx.Node) -> None:
         module = self.model.get_submodule(node.target)
         inputs = [self.node_step[n] for n in self.tensor_args(node)]
+        if isinstance(module, nn.MultiheadAttention):
+            self.add(node, attn.multihead_attention_step(
+                self.module_name(node.target), inputs, module, node.args, node.kwargs))
+            return
         if len(inputs) != 1:
             raise _unsupported_op(node, _qualified(module), "expected one tensor argument")
         name = self.module_name(node.target)
@@ -205,6 +213,10 @@ class _Builder:
         elif isinstance(module, AVGPOOL_TYPES):
             fn = module.forward if isinstance(module, Mean) else pooling_fn(module)
             step = LinearMapStep(name, inputs, module, fn)
+        elif isinstance(module, nn.LayerNorm):
+            step = layernorm_step(name, inputs, module)
+        elif isinstance(module, nn.Softmax) and isinstance(module.dim, int) and module.dim != 0:
+            step = attn.SoftmaxStep(name, inputs, module.dim, module)
         else:
             raise _unsupported_module(node.target, module)
         self.add(node, step)
@@ -237,6 +249,8 @@ class _Builder:
             return
         if target is builtins.len:
             self.shape_nodes.add(node)
+            return
+        if self.transformer_function(node):
             return
         args = self.tensor_args(node)
         if not args:                          # arithmetic on sizes and constants
@@ -283,6 +297,14 @@ class _Builder:
         inputs = [self.node_step[n] for n in args]
         scope = _scope(node)
         name = f"{scope}.{node.name}" if scope else node.name
+        if method in attn.MATMUL_METHODS:
+            if len(inputs) != 2 or len(node.args) != 2 or node.kwargs:
+                raise _unsupported_op(node, f"Tensor.{method}", "only products of two signals "
+                                      "are supported")
+            self.add(node, attn.MatMulStep(name, inputs, torch.matmul if method != "bmm"
+                                           else torch.bmm,
+                                           [self.is_softmax_output(i) for i in inputs]))
+            return
         if len(inputs) != 1:
             raise _unsupported_op(node, f"Tensor.{method}", "expected one tensor argument")
         if method in _RESHAPE_METHOD:
@@ -293,9 +315,96 @@ class _Builder:
             step = _mean_step(node, name, inputs, "Tensor.mean")
         elif (fn := method_activation(method)) is not None:
             step = PassStep(name, inputs, None, fn, "activation", listed=False)
+        elif method == "softmax":
+            step = self.softmax(node, name, inputs, "Tensor.softmax")
         else:
             raise _unsupported_op(node, f"Tensor.{method}")
         self.add(node, step)
+
+    # -- transformers (attention.py, norms.py) -----------------------------------------
+    def transformer_function(self, node: fx.Node) -> bool:
+        """Turn a function call of a transformer's into its step; False if it is none."""
+        target, args, kwargs = node.target, node.args, node.kwargs
+        if target is operator.getitem and self.attention_output(node):
+            return True
+        if target is F.layer_norm:
+            self.layer_norm(node)
+            return True
+        if target not in attn.MATMUL_FUNCTIONS and target is not torch.einsum and \
+                target not in attn.SOFTMAX_FUNCTIONS and \
+                target is not F.scaled_dot_product_attention:
+            return False
+        inputs = [self.node_step[n] for n in self.tensor_args(node)]
+        scope = _scope(node)
+        name = f"{scope}.{node.name}" if scope else node.name
+        if target is F.scaled_dot_product_attention:
+            step: Step = attn.sdpa_step(name, inputs, args, kwargs)
+        elif target in attn.SOFTMAX_FUNCTIONS:
+            step = self.softmax(node, name, inputs, _fn_name(target))
+        else:
+            step = self.matmul(node, name, inputs)
+        self.add(node, step)
+        return True
+
+    def attention_output(self, node: fx.Node) -> bool:
+        """``out, weights = attention(...)``: the output is the attention step's; the
+        weights may be unpacked but not used."""
+        src = node.args[0]
+        if not isinstance(src, fx.Node) or src not in self.node_step or not isinstance(
+                self.steps[self.node_step[src]], attn.MultiheadAttentionStep):
+            return False
+        if node.args[1] != 0 and node.users:
+            raise _unsupported_op(node, "torch.nn.MultiheadAttention", "its attention "
+                                  "weights are used; only its output can be explained")
+        self.node_step[node] = self.node_step[src]
+        return True
+
+    def layer_norm(self, node: fx.Node) -> None:
+        names = ("input", "normalized_shape", "weight", "bias", "eps")
+        values = dict(zip(names, node.args))
+        values.update(node.kwargs)
+        x, getters = values.get("input"), []
+        for key in ("weight", "bias"):
+            v = values.get(key)
+            if v is not None and (not isinstance(v, fx.Node) or v.op != "get_attr"):
+                raise _unsupported_op(node, "layer_norm", f"its {key} must be a parameter "
+                                      "of the model or None")
+            getters.append(lambda v=v: None if v is None else fetch_attr(self.model, v.target))
+        shape = values.get("normalized_shape")
+        shape = (shape,) if isinstance(shape, int) else shape
+        if not isinstance(x, fx.Node) or x not in self.node_step or not isinstance(
+                shape, (tuple, list)) or not all(isinstance(d, int) for d in shape):
+            raise _unsupported_op(node, "layer_norm", "it needs a signal and a constant "
+                                  "normalized_shape")
+        scope = _scope(node)
+        name = f"{scope}.{node.name}" if scope else node.name
+        self.add(node, functional_layernorm_step(name, [self.node_step[x]], shape, *getters,
+                                                 values.get("eps", 1e-5)))
+
+    def softmax(self, node: fx.Node, name: str, inputs: list[int], what: str) -> Step:
+        dim = attn.softmax_dim(node.args, node.kwargs)
+        if len(inputs) != 1 or dim is None or dim == 0:
+            raise _unsupported_op(node, what, "only a softmax of one tensor along a constant "
+                                  "non-batch axis (no dtype) is supported")
+        return attn.SoftmaxStep(name, inputs, dim)
+
+    def matmul(self, node: fx.Node, name: str, inputs: list[int]) -> Step:
+        target, args = node.target, node.args
+        fn = attn.einsum_fn(args[0]) if target is torch.einsum else \
+            (target if len(args) == 2 and not node.kwargs else None)
+        operands = args[1:] if target is torch.einsum else args
+        if len(inputs) != 2 or fn is None or len(operands) != 2:
+            raise _unsupported_op(node, _fn_name(target), "only products of two signals with "
+                                  "the batch as first axis of both are supported")
+        return attn.MatMulStep(name, inputs, fn, [self.is_softmax_output(i) for i in inputs])
+
+    def is_softmax_output(self, i: int) -> bool:
+        """Is step ``i`` a softmax output, possibly through dropout or reshapes?"""
+        step = self.steps[i]
+        while isinstance(step, ReshapeStep) or (isinstance(step, PassStep)
+                                                 and step.kind == "identity"):
+            step = self.steps[step.inputs[0]]
+        return isinstance(step, attn.SoftmaxStep)
 
 
 # pooling functions -> the module computing the same map, built from the call's arguments
@@ -353,6 +462,14 @@ class _FlattenStep(ReshapeStep):
         return super().forward(xs, lambda: torch.flatten(xs[0], m.start_dim, m.end_dim))
 
 
+def fetch_attr(model: nn.Module, target: str) -> Any:
+    """A parameter, buffer or attribute of ``model`` by dotted name (tensors detached)."""
+    obj: Any = model
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj.detach() if isinstance(obj, torch.Tensor) else obj
+
+
 def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int]) -> dict[str, int]:
     """Names of submodules (e.g. ResNet blocks) whose output is a single step."""
     members: dict[str, set[fx.Node]] = {}
@@ -407,7 +524,28 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
         names.setdefault(alias, idx)
     layers = _listed_layers(b.steps, aliases)
     first = next((i for i, s in enumerate(b.steps) if isinstance(s, AffineStep)), None)
+    _mark_attention_scores(b.steps)
     return Plan(graph, b.steps, b.node_step, names, layers, output, first)
+
+
+def _mark_attention_scores(steps: list[Step]) -> None:
+    """Flag the products whose result only feeds softmaxes (through dropout or reshapes):
+    attention scores, which CP-LRP holds constant with the weights."""
+    consumers: list[list[int]] = [[] for _ in steps]
+    for i, step in enumerate(steps):
+        for j in step.inputs:
+            consumers[j].append(i)
+
+    def only_softmax(i: int) -> bool:
+        users = consumers[i]
+        return bool(users) and all(
+            isinstance(steps[c], attn.SoftmaxStep) or (
+                (isinstance(steps[c], ReshapeStep) or (isinstance(steps[c], PassStep)
+                                                       and steps[c].kind == "identity"))
+                and only_softmax(c)) for c in users)
+    for i, step in enumerate(steps):
+        if isinstance(step, attn.MatMulStep):
+            step.scores = only_softmax(i)
 
 
 def _listed_layers(steps: list[Step], aliases: dict[str, int]) -> list[str]:
