@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from lrp_widgets.engine import AttnLRP, CPLRP, Epsilon, Explainer, InputError, Norm
+from lrp_widgets.engine import (AttnLRP, CPLRP, Epsilon, Explainer, InputError, Norm,
+                                named_composite)
 from lrp_widgets.engine.attention import MultiheadAttentionStep
 from lrp_widgets.engine.norms import layernorm_step
 
@@ -167,8 +168,8 @@ def test_softmax_and_product_steps_match_reference():
     x = _randn(4, 6, seed=9)
     model = _randomize(_Blocks().double(), seed=10).eval()
     for rule in (AttnLRP(EPS), CPLRP(EPS)):
-        exp = Explainer(model, composite="attn_lrp" if not rule.constant_weights
-                        else "cp_lrp").explain(x, target=1)
+        name = "cp_lrp" if rule.constant_weights else "attn_lrp"
+        exp = Explainer(model, named_composite(name, epsilon=EPS)).explain(x, target=1)
         steps = exp.plan.steps
         idx = {type(s).__name__: i for i, s in enumerate(steps)}
         i_mm, i_sm = idx["MatMulStep"], idx["SoftmaxStep"]

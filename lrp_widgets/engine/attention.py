@@ -355,23 +355,30 @@ def _refuse(name: str, what: str, why: str) -> UnsupportedLayerError:
                                  name, what)
 
 
-def multihead_attention_step(name: str, inputs: Sequence[int], module: nn.MultiheadAttention,
-                             args: tuple, kwargs: dict) -> MultiheadAttentionStep:
-    """Check a call of ``nn.MultiheadAttention`` (the arguments it was traced with)."""
+def check_multihead_call(name: str, module: nn.MultiheadAttention, args: tuple,
+                         kwargs: dict) -> None:
+    """Refuse, by name, a call of ``nn.MultiheadAttention`` the engine cannot explain."""
     what = "torch.nn.MultiheadAttention"
     if not module.batch_first:
         raise _refuse(name, what, "only batch_first=True is supported (the engine keeps the "
                       "batch on the first axis)")
     if module.bias_k is not None or module.add_zero_attn:
         raise _refuse(name, what, "add_bias_kv and add_zero_attn are not supported")
-    extra = {k: v for k, v in kwargs.items() if k not in ("need_weights",
-                                                          "average_attn_weights")}
-    positional = args[3:] if len(args) > 3 else ()
-    if any(v is not None and v is not False for v in list(extra.values()) + list(positional)):
+    extra = [v for k, v in kwargs.items() if k not in ("need_weights", "average_attn_weights")]
+    # forward(query, key, value, key_padding_mask, need_weights, attn_mask,
+    #         average_attn_weights, is_causal)
+    masks = extra + [a for i, a in enumerate(args) if i in (3, 5, 7)]
+    if any(v is not None and v is not False for v in masks):
         raise _refuse(name, what, "masks (attn_mask, key_padding_mask, is_causal) are not "
                       "supported")
+
+
+def multihead_attention_step(name: str, inputs: Sequence[int],
+                             module: nn.MultiheadAttention) -> MultiheadAttentionStep:
+    """The step of a (checked) call of ``nn.MultiheadAttention``."""
     if len(inputs) != 3:
-        raise _refuse(name, what, "query, key and value must be tensors computed from the input")
+        raise _refuse(name, "torch.nn.MultiheadAttention", "query, key and value must be "
+                      "tensors computed from the input")
     return MultiheadAttentionStep(name, inputs, module)
 
 

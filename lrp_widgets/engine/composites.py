@@ -113,7 +113,7 @@ COMPOSITE_NAMES = ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box",
 
 
 def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
-                    epsilon: float = 1e-6, stabilizer: float = 1e-6,
+                    epsilon: Optional[float] = None, stabilizer: Optional[float] = None,
                     gamma: float = 0.25) -> Composite:
     """One of the named composites, with Zennit's default parameters.
 
@@ -125,13 +125,20 @@ def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
         see norms.py), and on attention CP-LRP (weights constant; LXT's default for
         torchvision's ViT, which this reproduces) or AttnLRP (uniform products,
         linearised softmax); activations such as GELU pass relevance (LXT's identity
-        rule), residual sums are split in proportion.
+        rule), residual sums (and average pooling) are split in proportion. Their ε
+        and stabiliser default to 1e-12: LXT's efficient mode, which they reproduce,
+        divides by no stabiliser at all (relevance as input times a modified
+        gradient), and agrees with them to about that relative precision.
     input_bounds : (low, high), optional
         Needed by ``epsilon_gamma_box`` (the ZBox rule of the first layer).
     epsilon, stabilizer, gamma : float
         ε of the Linear layers (and everywhere for ``"epsilon"``), the denominators'
-        stabiliser of the other rules, and γ of ``epsilon_gamma_box``.
+        stabiliser of the other rules, and γ of ``epsilon_gamma_box``. ε and the
+        stabiliser default to 1e-6 (Zennit's), 1e-12 for the transformer composites.
     """
+    tiny = 1e-12 if name in ("cp_lrp", "attn_lrp") else 1e-6
+    epsilon = tiny if epsilon is None else epsilon
+    stabilizer = tiny if stabilizer is None else stabilizer
     linear = (nn.Linear, Epsilon(epsilon))
     if name in ("cp_lrp", "attn_lrp"):
         attention = (CPLRP if name == "cp_lrp" else AttnLRP)(epsilon)

@@ -20,6 +20,7 @@ from torch import nn
 from .composites import Composite, Sum, resolve_composite
 from .errors import InputError, UnsupportedLayerError
 from .plan import Plan, build_plan, fetch_attr
+from .layout import feature_axes
 from .relevance_support import mark_positive_relevance
 from .rules import ZBox
 from .steps import AffineStep, InputStep, LinearMapStep, StepPropagator, SumStep
@@ -199,6 +200,7 @@ class Explanation:
         self.input = x
         self._acts = acts
         self._ctxs = ctxs
+        self._feature_axes = feature_axes(self.plan.steps, acts)
         self.target = target
         self.init = init
         self.output = acts[self.plan.output][0].detach()
@@ -237,8 +239,14 @@ class Explanation:
 
     def channel_relevance(self, layer: str) -> torch.Tensor:
         """Relevance at ``layer`` summed over all axes but the channel axis: ``(channels,)``."""
-        r = self.relevance(layer)
+        r = self.relevance(layer).movedim(self.channel_axis(layer), 0)
         return r.reshape(r.shape[0], -1).sum(dim=1) if r.dim() > 1 else r.clone()
+
+    def channel_axis(self, layer: str) -> int:
+        """The axis of :meth:`layer_shape` that ``channels=`` selects: 0 (``(C, H, W)``),
+        or the last one at token layers of transformers (``(tokens, dim)``), whose
+        channels are the embedding dimensions."""
+        return self._feature_axes[self.layer_index(layer)]
 
     def conservation(self) -> dict[str, float]:
         """Total relevance of every listed layer, output first, and of the input last."""
@@ -295,7 +303,8 @@ class Explanation:
         """
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+                                 self._feature_axes[idx])
         r_layer = self._full_relevance(idx)
         x_shape = tuple(self.input.shape[1:])
         out = r_layer.new_zeros((len(masks),) + x_shape)
@@ -320,7 +329,8 @@ class Explanation:
             raise InputError(f"layer {at!r} is not below {layer!r}: relevance flows from "
                              "the output towards the input")
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+                                 self._feature_axes[idx])
         r_layer = self._full_relevance(idx)
         out = r_layer.new_zeros((len(masks),) + tuple(self._acts[low].shape[1:]))
         chunk = self._chunk_size(idx, max_bytes)
@@ -347,7 +357,8 @@ class Explanation:
         """Deconvnet reconstructions of many selections at once: ``(N, *x.shape)``."""
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer)
+        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+                                 self._feature_axes[idx])
         act = self._acts[idx]
         out = act.new_zeros((len(masks),) + tuple(self.input.shape[1:]))
         chunk = self._chunk_size(idx, max_bytes)
@@ -484,8 +495,10 @@ class _SelectionMasks:
     """
 
     def __init__(self, selections: Any, shape: tuple[int, ...], device: torch.device,
-                 layer: str) -> None:
+                 layer: str, axis: int = 0) -> None:
         self.shape, self.device, self.layer = shape, device, layer
+        self.axis = axis                   # where the channels are: 0, or the last axis
+        self.channel_shape = tuple(n if d == axis else 1 for d, n in enumerate(shape))
         if isinstance(selections, np.ndarray):
             selections = torch.from_numpy(selections)
         if isinstance(selections, torch.Tensor):
@@ -518,7 +531,7 @@ class _SelectionMasks:
             mask = sel
         else:
             channels = sel
-        return (_channel_vector(channels, self.shape[0], self.device, self.layer),
+        return (_channel_vector(channels, self.shape[self.axis], self.device, self.layer),
                 _neuron_mask(mask, self.shape, self.device, self.layer))
 
     def block(self, start: int, stop: int) -> torch.Tensor:
@@ -526,15 +539,14 @@ class _SelectionMasks:
         if self.stack is not None:
             return self.stack[start:stop]
         items = self.items[start:stop]
-        ones = (1,) * (len(self.shape) - 1)
         if all(m is None for _, m in items):
-            chans = [c if c is not None else torch.ones(self.shape[0], dtype=torch.bool,
+            chans = [c if c is not None else torch.ones(self.shape[self.axis], dtype=torch.bool,
                                                          device=self.device) for c, _ in items]
-            return torch.stack(chans).view((len(items), self.shape[0]) + ones)
+            return torch.stack(chans).view((len(items),) + self.channel_shape)
         out = torch.ones((len(items),) + self.shape, dtype=torch.bool, device=self.device)
         for k, (chan, mask) in enumerate(items):
             if chan is not None:
-                out[k] &= chan.view((self.shape[0],) + ones)
+                out[k] &= chan.view(self.channel_shape)
             if mask is not None:
                 out[k] &= mask
         return out

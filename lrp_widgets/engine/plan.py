@@ -95,6 +95,9 @@ class Plan:
             return None
         step = users[0]
         dims = step.layer.spatial_dims
+        if dims == 0 and any(isinstance(s, (attn.MultiheadAttentionStep,
+                                            attn.ScaledDotProductStep)) for s in self.steps):
+            return 3, f"'{step.name}' (Linear) of a transformer expects tokens (L, F) or (1, L, F)"
         if dims == 0:
             return 2, f"'{step.name}' (Linear) expects (F,) or (1, F)"
         axes = "(C, L)" if dims == 1 else "(C, H, W)"
@@ -187,11 +190,13 @@ class _Builder:
 
     def call_module(self, node: fx.Node) -> None:
         module = self.model.get_submodule(node.target)
-        inputs = [self.node_step[n] for n in self.tensor_args(node)]
-        if isinstance(module, nn.MultiheadAttention):
-            self.add(node, attn.multihead_attention_step(
-                self.module_name(node.target), inputs, module, node.args, node.kwargs))
+        if isinstance(module, nn.MultiheadAttention):   # its arguments checked first
+            name = self.module_name(node.target)
+            attn.check_multihead_call(name, module, node.args, node.kwargs)
+            inputs = [self.node_step[n] for n in self.tensor_args(node)]
+            self.add(node, attn.multihead_attention_step(name, inputs, module))
             return
+        inputs = [self.node_step[n] for n in self.tensor_args(node)]
         if len(inputs) != 1:
             raise _unsupported_op(node, _qualified(module), "expected one tensor argument")
         name = self.module_name(node.target)
@@ -354,8 +359,11 @@ class _Builder:
                 self.steps[self.node_step[src]], attn.MultiheadAttentionStep):
             return False
         if node.args[1] != 0 and node.users:
-            raise _unsupported_op(node, "torch.nn.MultiheadAttention", "its attention "
-                                  "weights are used; only its output can be explained")
+            name = self.steps[self.node_step[src]].name
+            raise UnsupportedLayerError(
+                f"the attention weights of '{name}' (torch.nn.MultiheadAttention) are used "
+                "by the model; lrp_widgets explains attention whose output alone is used",
+                name, "torch.nn.MultiheadAttention")
         self.node_step[node] = self.node_step[src]
         return True
 
