@@ -105,11 +105,12 @@ def _check_attention_rule(step: Step, rule: Optional[Rule]) -> AttentionRule:
 
 # -- the attention core: per head, softmax(q k^T * scale + bias) v ----------------------
 
-def core_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: float,
+def core_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Any,
                  bias: Optional[torch.Tensor]) -> dict[str, Any]:
-    """Forward pass of the core on ``(1, H, L, d)`` heads; everything the rules need."""
+    """Forward pass of the core on ``(..., H, L, d)`` heads; everything the rules need.
+    ``scale`` is a number or a tensor broadcastable to the scores (one per head)."""
     p = q @ k.transpose(-2, -1)
-    s = p * scale if bias is None else torch.addcmul(bias, p, p.new_tensor(scale))
+    s = p * scale if bias is None else torch.addcmul(bias, p, torch.as_tensor(scale).to(p))
     a = torch.softmax(s, dim=-1)
     return {"q": q, "k": k, "v": v, "p": p, "s": s, "a": a, "o": a @ v, "scale": scale,
             "bias": bias}

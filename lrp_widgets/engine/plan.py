@@ -28,6 +28,7 @@ from .activations import (ACTIVATION_NAMES, ACTIVATION_TYPES, activation_fn,
                           function_activation, method_activation)
 from . import attention as attn
 from .norms import functional_layernorm_step, layernorm_step
+from .windows import PatchMergingStep, unit_step, unit_types
 
 IDENTITY_TYPES = (nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Identity)
 MAXPOOL_TYPES = (nn.MaxPool1d, nn.MaxPool2d)
@@ -134,10 +135,17 @@ def _unsupported_op(node: fx.Node, what: str, why: str = "") -> UnsupportedLayer
         f"{': ' + why if why else ''}. Supported: {SUPPORTED}.", scope or node.name, what)
 
 
+class _Tracer(fx.Tracer):
+    """torch.fx's tracer, keeping the attention units of windows.py whole."""
+
+    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        return isinstance(m, unit_types()) or super().is_leaf_module(m, qualname)
+
+
 def trace(model: nn.Module) -> fx.Graph:
     """Symbolically trace ``model``; a clear error if its forward cannot be traced."""
     try:
-        return fx.symbolic_trace(model).graph
+        return _Tracer().trace(model)
     except Exception as exc:  # fx raises many types; the message is what helps the user
         raise UnsupportedLayerError(
             f"lrp_widgets could not trace the forward pass of {type(model).__name__}: "
@@ -220,6 +228,8 @@ class _Builder:
             step = LinearMapStep(name, inputs, module, fn)
         elif isinstance(module, nn.LayerNorm):
             step = layernorm_step(name, inputs, module)
+        elif isinstance(module, unit_types()):
+            step = unit_step(name, inputs, module)
         elif isinstance(module, nn.Softmax) and isinstance(module.dim, int) and module.dim != 0:
             step = attn.SoftmaxStep(name, inputs, module.dim, module)
         else:
@@ -334,6 +344,12 @@ class _Builder:
             return True
         if target is F.layer_norm:
             self.layer_norm(node)
+            return True
+        if getattr(target, "__name__", "") == "_patch_merging_pad" and getattr(
+                target, "__module__", "") == "torchvision.models.swin_transformer":
+            inputs = [self.node_step[n] for n in self.tensor_args(node)]
+            self.add(node, PatchMergingStep(f"{_scope(node)}.{node.name}".lstrip("."),
+                                            inputs, target))
             return True
         if target not in attn.MATMUL_FUNCTIONS and target is not torch.einsum and \
                 target not in attn.SOFTMAX_FUNCTIONS and \
