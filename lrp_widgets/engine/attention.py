@@ -45,14 +45,13 @@ torch.Size([5, 4])
 from __future__ import annotations
 
 import math
-import operator
 from typing import Any, Optional, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError, UnsupportedLayerError
+from .errors import RuleError
 from .rules import Rule
 from .stabilize import stabilize
 from .steps import Relevances, Step
@@ -93,14 +92,29 @@ class ScaledDotProductAttention(nn.Module):
     """Stands for ``F.scaled_dot_product_attention`` calls in composites' layer maps."""
 
 
-ATTENTION_TYPES = (nn.MultiheadAttention, ScaledDotProductAttention, MatMul, nn.Softmax)
+#: stand-ins for calls that are no modules (the registry lists the module types)
+ATTENTION_MARKERS = (ScaledDotProductAttention, MatMul)
 
 
 def _check_attention_rule(step: Step, rule: Optional[Rule]) -> AttentionRule:
     if not isinstance(rule, AttentionRule):
-        raise InputError(f"rule {rule!r} cannot be used on '{step.name}' ({step.type_name}): "
-                         "attention takes AttnLRP or CPLRP")
+        raise RuleError(f"rule {rule!r} cannot be used on layer '{step.name}' "
+                        f"({step.type_name}): attention takes AttnLRP or CPLRP", step.name)
     return rule
+
+
+class AttentionStep(Step):
+    """Base of the steps whose rule comes from the composite's attention slot."""
+
+    role = "attention"
+    #: what composites match by type (the module, or a marker for a function call)
+    rule_module: Any = None
+
+    def rule_key(self) -> Any:
+        return self.rule_module
+
+    def check_rule(self, rule: Optional[Rule]) -> None:
+        _check_attention_rule(self, rule)
 
 
 # -- the attention core: per head, softmax(q k^T * scale + bias) v ----------------------
@@ -162,7 +176,7 @@ def _epsilon_linear(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, r: t
 
 # -- steps ----------------------------------------------------------------------------
 
-class MultiheadAttentionStep(Step):
+class MultiheadAttentionStep(AttentionStep):
     """``nn.MultiheadAttention`` (``batch_first=True``) as one unit with the attention
     rule; its inputs are (query, key, value), often the same step three times."""
 
@@ -171,9 +185,6 @@ class MultiheadAttentionStep(Step):
     def __init__(self, name: str, inputs: Sequence[int], module: nn.MultiheadAttention) -> None:
         super().__init__(name, inputs, module)
         self.rule_module = module
-
-    def check_rule(self, rule: Optional[Rule]) -> None:
-        _check_attention_rule(self, rule)
 
     def _weights(self) -> tuple[list[torch.Tensor], list[Optional[torch.Tensor]]]:
         m = self.module
@@ -220,7 +231,7 @@ class MultiheadAttentionStep(Step):
         return transposed
 
 
-class ScaledDotProductStep(Step):
+class ScaledDotProductStep(AttentionStep):
     """``F.scaled_dot_product_attention(q, k, v)`` on ``(N, ..., L, d)`` heads."""
 
     kind = "attention"
@@ -235,9 +246,6 @@ class ScaledDotProductStep(Step):
     @property
     def type_name(self) -> str:
         return "scaled_dot_product_attention"
-
-    def check_rule(self, rule: Optional[Rule]) -> None:
-        _check_attention_rule(self, rule)
 
     def forward(self, xs, call):
         q, k, v = xs
@@ -260,7 +268,7 @@ class ScaledDotProductStep(Step):
         return propagate
 
 
-class MatMulStep(Step):
+class MatMulStep(AttentionStep):
     """A product of two signals, bilinear in them (matmul, ``@``, bmm, einsum).
 
     ``constant[i]`` says that operand ``i`` is attention weights (a softmax output,
@@ -285,10 +293,10 @@ class MatMulStep(Step):
         rule = _check_attention_rule(self, rule)
         if rule.constant_weights and sum(self.constant) != 1 and not self.scores:
             which = "both" if all(self.constant) else "neither"
-            raise UnsupportedLayerError(
+            raise RuleError(
                 f"CP-LRP holds attention weights constant, but {which} operand of the "
                 f"product '{self.name}' is a softmax output, and its result is no attention "
-                "score; use AttnLRP on it", self.name, "matmul")
+                "score; use AttnLRP on it", self.name)
 
     def forward(self, xs, call):
         out = self.fn(*xs)
@@ -318,7 +326,7 @@ class MatMulStep(Step):
         return propagate
 
 
-class SoftmaxStep(Step):
+class SoftmaxStep(AttentionStep):
     """A softmax along ``dim``: linearised at its input (AttnLRP), or passing nothing
     (CP-LRP: its output, the attention weights, is held constant downstream)."""
 
@@ -331,9 +339,6 @@ class SoftmaxStep(Step):
         self.dim = dim
         self.rule_module = module if module is not None else nn.Softmax(dim)
 
-    def check_rule(self, rule: Optional[Rule]) -> None:
-        _check_attention_rule(self, rule)
-
     def forward(self, xs, call):
         return torch.softmax(xs[0], self.dim), None
 
@@ -344,81 +349,7 @@ class SoftmaxStep(Step):
         return lambda r: (softmax_relevance(x, z, r, self.dim),)
 
 
-# -- from traced nodes to steps (called by plan.py) -------------------------------------
-
-MATMUL_FUNCTIONS = {torch.matmul, operator.matmul, torch.bmm}
-MATMUL_METHODS = {"matmul", "bmm", "__matmul__"}
-SOFTMAX_FUNCTIONS = {F.softmax, torch.softmax}
-
-
-def _refuse(name: str, what: str, why: str) -> UnsupportedLayerError:
-    return UnsupportedLayerError(f"{what} '{name}' is not supported by lrp_widgets: {why}",
-                                 name, what)
-
-
-def check_multihead_call(name: str, module: nn.MultiheadAttention, args: tuple,
-                         kwargs: dict) -> None:
-    """Refuse, by name, a call of ``nn.MultiheadAttention`` the engine cannot explain."""
-    what = "torch.nn.MultiheadAttention"
-    if not module.batch_first:
-        raise _refuse(name, what, "only batch_first=True is supported (the engine keeps the "
-                      "batch on the first axis)")
-    if module.bias_k is not None or module.add_zero_attn:
-        raise _refuse(name, what, "add_bias_kv and add_zero_attn are not supported")
-    extra = [v for k, v in kwargs.items() if k not in ("need_weights", "average_attn_weights")]
-    # forward(query, key, value, key_padding_mask, need_weights, attn_mask,
-    #         average_attn_weights, is_causal)
-    masks = extra + [a for i, a in enumerate(args) if i in (3, 5, 7)]
-    if any(v is not None and v is not False for v in masks):
-        raise _refuse(name, what, "masks (attn_mask, key_padding_mask, is_causal) are not "
-                      "supported")
-
-
-def multihead_attention_step(name: str, inputs: Sequence[int],
-                             module: nn.MultiheadAttention) -> MultiheadAttentionStep:
-    """The step of a (checked) call of ``nn.MultiheadAttention``."""
-    if len(inputs) != 3:
-        raise _refuse(name, "torch.nn.MultiheadAttention", "query, key and value must be "
-                      "tensors computed from the input")
-    return MultiheadAttentionStep(name, inputs, module)
-
-
-def sdpa_step(name: str, inputs: Sequence[int], args: tuple, kwargs: dict) -> Step:
-    """Check a call of ``F.scaled_dot_product_attention``."""
-    what = "torch.nn.functional.scaled_dot_product_attention"
-    names = ("query", "key", "value", "attn_mask", "dropout_p", "is_causal", "scale")
-    values = dict(zip(names, args))
-    values.update(kwargs)
-    if values.get("attn_mask") is not None or values.get("enable_gqa"):
-        raise _refuse(name, what, "attn_mask and enable_gqa are not supported")
-    scale, causal = values.get("scale"), values.get("is_causal", False)
-    if len(inputs) != 3 or not isinstance(causal, bool) or \
-            not (scale is None or isinstance(scale, (int, float))):
-        raise _refuse(name, what, "query, key and value must be tensors and is_causal, "
-                      "scale constants")
-    return ScaledDotProductStep(name, inputs, scale, causal)
-
-
-def einsum_fn(equation: Any) -> Any:
-    """The einsum of two operands whose first axis is the shared batch axis, or None."""
-    if not isinstance(equation, str) or "->" not in equation:
-        return None
-    ins, out = equation.replace(" ", "").split("->")
-    ops = ins.split(",")
-    if len(ops) != 2 or not all(ops) or not out or "." in equation or \
-            not ops[0][0] == ops[1][0] == out[0]:
-        return None
-    return lambda a, b: torch.einsum(equation, a, b)
-
-
-def softmax_dim(args: tuple, kwargs: dict) -> Optional[int]:
-    """The constant ``dim`` of a softmax call (None if it is missing or has a dtype)."""
-    dim = args[1] if len(args) > 1 else kwargs.get("dim")
-    if kwargs.get("dtype") is not None or len(args) > 2 or not isinstance(dim, int):
-        return None
-    return dim
-
-
 __all__ = ["AttentionRule", "AttnLRP", "CPLRP", "MatMul", "ScaledDotProductAttention",
-           "ATTENTION_TYPES", "MultiheadAttentionStep", "ScaledDotProductStep", "MatMulStep",
-           "SoftmaxStep", "core_forward", "core_backward", "softmax_relevance"]
+           "ATTENTION_MARKERS", "AttentionStep", "MultiheadAttentionStep",
+           "ScaledDotProductStep", "MatMulStep", "SoftmaxStep", "core_forward",
+           "core_backward", "softmax_relevance"]

@@ -22,7 +22,6 @@ from typing import Any, Mapping, Optional, Sequence, Union
 import torch
 from torch import nn
 
-from .attention import ATTENTION_TYPES, AttnLRP, CPLRP
 from .errors import InputError
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Rule, ZBox, ZPlus
 
@@ -47,8 +46,24 @@ class Mean(nn.Module):
         return f"dims={self.dims}, keepdim={self.keepdim}"
 
 
-CONV_TYPES = (nn.Conv1d, nn.Conv2d)
-AVGPOOL_TYPES = (nn.AvgPool1d, nn.AvgPool2d, nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, Mean)
+def role_types(role: str) -> tuple[type, ...]:
+    """Module types whose rule comes from one composite slot (``"conv"``, ``"pool"``,
+    ...), as the operation registry lists them."""
+    from . import operations  # noqa: F401  (the built-in entries; imported late: it imports us)
+    from .registry import REGISTRY
+    return REGISTRY.module_types(role)
+
+def attention_types() -> tuple[type, ...]:
+    """What the composites' attention slot matches: the registry's attention modules and
+    the stand-ins for attention functions (``MatMul``, ``ScaledDotProductAttention``)."""
+    from .attention import ATTENTION_MARKERS   # imported late: attention imports steps, us
+    return role_types("attention") + ATTENTION_MARKERS
+
+
+def _attention_rules() -> tuple[type, type]:
+    from .attention import AttnLRP, CPLRP
+    return AttnLRP, CPLRP
+
 
 TypeKey = Union[type, tuple]
 LayerMap = Union[Mapping[TypeKey, Rule], Sequence[tuple[TypeKey, Rule]]]
@@ -71,9 +86,11 @@ class Composite:
     ----------
     layer_map : mapping or sequence of (type or tuple of types, Rule)
         The first entry whose types match a layer (``isinstance``) gives its rule.
-        Average pooling, residual sums and LayerNorm default to :class:`Norm`, attention
-        (``nn.MultiheadAttention``, scaled dot-product, :class:`~.attention.MatMul`,
-        ``nn.Softmax``) to :class:`~.attention.AttnLRP`, when not mapped.
+        Average pooling, residual sums, BatchNorms that cannot be merged and LayerNorm
+        default to :class:`Norm` when not mapped (the registry's ``"pool"``, ``"sum"``,
+        ``"batchnorm"`` and ``"layernorm"`` slots), attention (``nn.MultiheadAttention``,
+        scaled dot-product, softmax, products of two signals, Swin's and MaxViT's
+        attention: the ``"attention"`` slot) to :class:`~.attention.AttnLRP`.
     first_map : same form, optional
         Checked first for the Linear/Conv layer nearest the input.
     name_map : mapping of dotted layer name to Rule, optional
@@ -85,22 +102,29 @@ class Composite:
     def __init__(self, layer_map: LayerMap, first_map: Optional[LayerMap] = None,
                  name_map: Optional[Mapping[str, Rule]] = None, stabilizer: float = 1e-6,
                  name: str = "custom") -> None:
-        self.layer_map = _as_pairs(layer_map) + [(AVGPOOL_TYPES, Norm(stabilizer)),
-                                                 (Sum, Norm(stabilizer)),
-                                                 (nn.LayerNorm, Norm(stabilizer)),
-                                                 (ATTENTION_TYPES, AttnLRP(stabilizer))]
+        user = _as_pairs(layer_map)
+        self._n_given = len(user)
+        self.layer_map = user + [
+            (role_types("pool"), Norm(stabilizer)), (Sum, Norm(stabilizer)),
+            (role_types("batchnorm"), Norm(stabilizer)),
+            (role_types("layernorm"), Norm(stabilizer)),
+            (attention_types(), _attention_rules()[0](stabilizer))]
         self.first_map = _as_pairs(first_map)
         self.name_map = dict(name_map or {})
         self.name = name
 
-    def rule_for(self, name: str, module: Any, first: bool) -> Optional[Rule]:
+    def rule_for(self, name: str, module: Any, first: bool,
+                 defaults: bool = True) -> Optional[Rule]:
         """The rule for a layer, or None when no entry matches.
 
         ``module`` is the layer's module, or an instance of :class:`Sum` for additions.
+        ``defaults=False`` ignores the default Norm entries (for layers that take no
+        rule, where only a rule given on purpose must be checked).
         """
         if name in self.name_map:
             return self.name_map[name]
-        maps = (self.first_map if first else []) + self.layer_map
+        given = self.layer_map if defaults else self.layer_map[:self._n_given]
+        maps = (self.first_map if first else []) + given
         return next((rule for types, rule in maps if isinstance(module, types)), None)
 
     def __repr__(self) -> str:
@@ -139,30 +163,31 @@ def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
     tiny = 1e-12 if name in ("cp_lrp", "attn_lrp") else 1e-6
     epsilon = tiny if epsilon is None else epsilon
     stabilizer = tiny if stabilizer is None else stabilizer
-    linear = (nn.Linear, Epsilon(epsilon))
+    conv_types = role_types("conv")
+    linear = (role_types("linear"), Epsilon(epsilon))
     if name in ("cp_lrp", "attn_lrp"):
-        attention = (CPLRP if name == "cp_lrp" else AttnLRP)(epsilon)
-        return Composite([(CONV_TYPES + (nn.Linear, nn.LayerNorm), Epsilon(epsilon)),
-                          (ATTENTION_TYPES, attention)], name=name, stabilizer=stabilizer)
+        attention = _attention_rules()[name == "cp_lrp"](epsilon)
+        return Composite([(conv_types + linear[0] + role_types("layernorm"), Epsilon(epsilon)),
+                          (attention_types(), attention)], name=name, stabilizer=stabilizer)
     if name == "epsilon":
-        return Composite([(CONV_TYPES + (nn.Linear,), Epsilon(epsilon))], name=name,
+        return Composite([(conv_types + linear[0], Epsilon(epsilon))], name=name,
                          stabilizer=stabilizer)
     if name in ("epsilon_plus", "epsilon_plus_flat"):
-        conv = (CONV_TYPES, ZPlus(stabilizer))
+        conv = (conv_types, ZPlus(stabilizer))
     elif name in ("epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat"):
-        conv = (CONV_TYPES, AlphaBeta(2.0, 1.0, stabilizer))
+        conv = (conv_types, AlphaBeta(2.0, 1.0, stabilizer))
     elif name == "epsilon_gamma_box":
         if input_bounds is None:
             raise InputError("composite 'epsilon_gamma_box' needs input_bounds=(low, high): "
                              "the lowest and highest values the input can take")
         low, high = input_bounds
-        return Composite([(CONV_TYPES, Gamma(gamma, stabilizer)), linear],
-                         first_map=[(CONV_TYPES, ZBox(low, high, stabilizer))],
+        return Composite([(conv_types, Gamma(gamma, stabilizer)), linear],
+                         first_map=[(conv_types, ZBox(low, high, stabilizer))],
                          name=name, stabilizer=stabilizer)
     else:
         raise InputError(f"unknown composite {name!r}; choose one of {', '.join(COMPOSITE_NAMES)} "
                          "or pass a Composite")
-    first = [(CONV_TYPES + (nn.Linear,), Flat(stabilizer))] if name.endswith("_flat") else None
+    first = [(conv_types + linear[0], Flat(stabilizer))] if name.endswith("_flat") else None
     return Composite([conv, linear], first_map=first, name=name, stabilizer=stabilizer)
 
 

@@ -30,3 +30,18 @@ class UnsupportedLayerError(LRPError, TypeError):
 
 class InputError(LRPError, ValueError):
     """An argument (input tensor, target, layer name, selection) is not acceptable."""
+
+
+class RuleError(InputError):
+    """A composite gives a layer a rule that cannot be used on it (a Gamma rule on a max
+    pooling, a Flat rule on a residual sum); raised when the ``Explainer`` is built.
+
+    Attributes
+    ----------
+    name : str
+        Dotted name of the layer.
+    """
+
+    def __init__(self, message: str, name: str = "") -> None:
+        super().__init__(message)
+        self.name = name

@@ -17,13 +17,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .composites import Composite, Sum, resolve_composite
-from .errors import InputError, UnsupportedLayerError
-from .plan import Plan, build_plan, fetch_attr
+from .composites import Composite, resolve_composite
+from .errors import InputError, RuleError
+from .plan import Plan, build_plan
 from .layout import feature_axes
 from .relevance_support import mark_positive_relevance
 from .rules import ZBox
-from .steps import AffineStep, InputStep, LinearMapStep, StepPropagator, SumStep
+from .steps import InputStep, StepPropagator
 from .validation import check_bounds, check_channels, check_target
 
 Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
@@ -81,26 +81,32 @@ class Explainer:
         return list(self.plan.layers)
 
     def _assign_rules(self) -> list[Any]:
+        """Each step's rule from the composite, checked against the step now, so that a
+        rule that does not fit its layer fails here (RuleError naming the layer), not
+        in the first backward pass."""
         rules: list[Any] = []
+        names = self.composite.name_map
+        unknown = set(names) - set(self.plan.names)
+        if unknown:
+            raise InputError(f"the composite names layers the model does not have: "
+                             f"{sorted(unknown)}")
         for i, step in enumerate(self.plan.steps):
-            rule = None
-            if isinstance(step, AffineStep):
-                rule = self.composite.rule_for(step.name, step.module, i == self.plan.first_affine)
-                if rule is None:
-                    raise UnsupportedLayerError(
-                        f"composite {self.composite.name!r} assigns no rule to layer "
-                        f"'{step.name}' ({step.type_name})", step.name, step.type_name)
-                if not rule.affine:
-                    raise InputError(f"rule {rule!r} cannot be used on layer '{step.name}' "
-                                     f"({step.type_name}): it changes the shape")
-            elif isinstance(step, LinearMapStep):
-                rule = self.composite.rule_for(step.name, step.module, False)
-            elif isinstance(step, SumStep):
-                rule = self.composite.rule_for(step.name, Sum(), False)
-            elif getattr(step, "rule_module", None) is not None:   # LayerNorm, attention
-                rule = self.composite.rule_for(step.name, step.rule_module, False)
-                step.check_rule(rule)
+            key = step.rule_key()
+            if key is not None:
+                rule = self.composite.rule_for(step.name, key, i == self.plan.first_affine,
+                                               defaults=step.role is not None)
+            else:
+                rule = names.get(step.name)
+            step.check_rule(rule)
             rules.append(rule)
+        for name in names:                        # a merged BatchNorm, or a block's name
+            step = self.plan.steps[self.plan.names[name]]
+            if step.name != name:
+                what = ("is merged into" if getattr(getattr(step, "layer", None),
+                                                     "batchnorm_name", "") == name
+                        else "names a block whose output is")
+                raise RuleError(f"the composite gives a rule to '{name}', which {what} "
+                                f"layer '{step.name}'; give the rule to that layer", name)
         return rules
 
     def _device_dtype(self) -> tuple[torch.device, torch.dtype]:
@@ -161,11 +167,11 @@ class Explainer:
             if node.op == "output":
                 break
             if node.op == "get_attr":
-                env[node] = fetch_attr(self.model, node.target)
+                env[node] = _fetch_attr(self.model, node.target)
                 continue
             idx = plan.node_step.get(node)
             if idx is None:                         # size/shape arithmetic
-                env[node] = _evaluate(node, env)
+                env[node] = _evaluate(node, env, plan)
                 continue
             step = plan.steps[idx]
             if isinstance(step, InputStep):
@@ -176,7 +182,7 @@ class Explainer:
                 continue
             xs = [acts[i] for i in step.inputs]
             try:
-                out, ctx = step.forward(xs, lambda: _evaluate(node, env))
+                out, ctx = step.forward(xs, _Call(node, env, plan, step.inputs))
             except (RuntimeError, ValueError) as exc:
                 shapes = ", ".join(str(tuple(t.shape)) for t in xs)
                 raise InputError(f"the input does not fit the model: layer '{step.name}' "
@@ -432,6 +438,8 @@ class Explanation:
         if not step.inputs:
             return
         for j, rj in zip(step.inputs, (propagator or self._propagator)(i)(r)):
+            if rj is None:                          # an input that gets no relevance (a gate)
+                continue
             pending[j] = pending[j] + rj if j in pending else rj
 
     def _backward_from(self, idx: int, r: torch.Tensor,
@@ -588,15 +596,47 @@ def _neuron_mask(mask: Any, shape: tuple[int, ...], device: torch.device,
     return _as_bool(mask, layer).to(device)
 
 
-def _evaluate(node: Any, env: dict) -> Any:
-    """Evaluate one traced node with its arguments looked up in ``env``."""
+def _evaluate(node: Any, env: dict, plan: Optional[Plan] = None,
+              replace: Optional[dict[int, Any]] = None) -> Any:
+    """Evaluate one traced node with its arguments looked up in ``env``; ``replace``
+    maps step indices to values used instead of those steps' outputs (tuple nodes such
+    as ``chunk`` in between are evaluated again)."""
     import torch.fx as fx
-    args = fx.node.map_arg(node.args, lambda n: env[n])
-    kwargs = fx.node.map_arg(node.kwargs, lambda n: env[n])
+
+    def value(n: Any) -> Any:
+        if replace:
+            j = plan.node_step.get(n)
+            if j is not None and j in replace:
+                return replace[j]
+            if n in plan.tuple_nodes:
+                return _evaluate(n, env, plan, replace)
+        return env[n]
+    args = fx.node.map_arg(node.args, value)
+    kwargs = fx.node.map_arg(node.kwargs, value)
     if node.op == "call_method":
         obj, *rest = args
         return getattr(obj, node.target)(*rest, **kwargs)
     return node.target(*args, **kwargs)
+
+
+class _Call:
+    """What a step's ``forward`` gets to evaluate its traced operation: ``call()`` on
+    the forward pass's values, ``call(t0, t1, ...)`` with its tensor inputs replaced
+    (a rearrangement runs itself on element indices this way)."""
+
+    def __init__(self, node: Any, env: dict, plan: Plan, inputs: tuple[int, ...]) -> None:
+        self.node, self.env, self.plan, self.inputs = node, env, plan, inputs
+
+    def __call__(self, *replacements: Any) -> Any:
+        replace = dict(zip(self.inputs, replacements)) if replacements else None
+        return _evaluate(self.node, self.env, self.plan, replace)
+
+
+def _fetch_attr(model: nn.Module, target: str) -> Any:
+    obj: Any = model
+    for part in target.split("."):
+        obj = getattr(obj, part)
+    return obj.detach() if isinstance(obj, torch.Tensor) else obj
 
 
 __all__ = ["Explainer", "Explanation", "DEFAULT_MAX_BYTES"]

@@ -20,7 +20,7 @@ from torch import nn
 from .attention import MultiheadAttentionStep
 from .norms import LayerNormStep
 from .steps import AffineStep, CatStep, InputStep, Step
-from .windows import PatchMergingStep, _UnitStep
+from .windows import _UnitStep
 
 FIRST, LAST = "first", "last"
 
@@ -29,7 +29,7 @@ def _fixed(step: Step) -> Optional[str]:
     """The layout a step's own output has, when the step fixes it."""
     if isinstance(step, AffineStep):
         return LAST if isinstance(step.module, nn.Linear) else FIRST
-    if isinstance(step, (LayerNormStep, MultiheadAttentionStep, _UnitStep, PatchMergingStep)):
+    if isinstance(step, (LayerNormStep, MultiheadAttentionStep, _UnitStep)):
         return LAST
     if isinstance(step, InputStep):
         return FIRST

@@ -44,7 +44,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import InputError
+from .errors import RuleError
 from .rules import Epsilon, Rule
 from .stabilize import stabilize
 from .steps import Relevances, Step
@@ -61,6 +61,7 @@ class LayerNormStep(Step):
     """
 
     kind = "layernorm"
+    role = "layernorm"
 
     def __init__(self, name: str, inputs: Sequence[int], module: Optional[nn.Module],
                  normalized_shape: tuple[int, ...], params: Params, eps: float,
@@ -76,11 +77,15 @@ class LayerNormStep(Step):
     def type_name(self) -> str:
         return type(self.module).__name__ if self.module is not None else "layer_norm"
 
+    def rule_key(self) -> nn.Module:
+        return self.rule_module
+
     def check_rule(self, rule: Optional[Rule]) -> None:
         """LayerNorm takes the ε rule (or Norm, an ε rule) only."""
         if not isinstance(rule, Epsilon):
-            raise InputError(f"rule {rule!r} cannot be used on '{self.name}' ({self.type_name}): "
-                             "LayerNorm takes Epsilon or Norm (the ε rule on its linearised map)")
+            raise RuleError(f"rule {rule!r} cannot be used on layer '{self.name}' "
+                            f"({self.type_name}): LayerNorm takes Epsilon or Norm (the ε rule "
+                            "on its linearised map)", self.name)
 
     def forward(self, xs, call):
         x = xs[0]

@@ -14,9 +14,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .activations import is_rectifying, is_zero_at_zero
 from .affine import AffineLayer
-from .rules import Epsilon, Rule
+from .composites import Sum
+from .errors import RuleError, UnsupportedLayerError
+from .rules import AlphaBeta, Epsilon, Gamma, Pass, Rule, ZPlus
 from .stabilize import stabilize, stabilize_positive
+
+#: rules that send each input relevance in proportion to that input's value (Norm is an ε)
+PROPORTIONAL_RULES = (Epsilon, ZPlus, AlphaBeta, Gamma)
 
 Relevances = tuple[torch.Tensor, ...]
 StepPropagator = Callable[[torch.Tensor], Relevances]
@@ -42,6 +48,11 @@ class Step:
     #: set by the Explainer when the graph guarantees that relevance at this step's
     #: output is zero wherever the output is <= 0 (see relevance_support.py)
     positive_relevance_only = False
+    #: the composite slot its rule comes from (see registry.ROLES); None: no rule
+    role: Optional[str] = None
+    #: whether its backward divides by its (stabilised) output, so that the
+    #: positive-relevance analysis may give it the cheaper stabiliser
+    uses_denominator = False
 
     def __init__(self, name: str, inputs: Sequence[int], module: Optional[nn.Module] = None):
         self.name = name
@@ -67,6 +78,41 @@ class Step:
         is what LRP does as well."""
         return self.propagator(None, xs, z, ctx)
 
+    # -- what the Explainer and the static analysis ask of every step -------------
+    def rule_key(self) -> Any:
+        """The object a composite matches against its layer map (by type), or None
+        when only a rule given by name can reach this step."""
+        return self.module
+
+    def check_rule(self, rule: Optional[Rule]) -> None:
+        """Raise :class:`RuleError` (naming the layer) if ``rule`` cannot be used here.
+        Steps without a role route relevance themselves: they take no rule but Pass."""
+        if rule is not None and not isinstance(rule, Pass):
+            raise RuleError(f"rule {rule!r} cannot be used on layer '{self.name}' "
+                            f"({self.type_name}): it takes no rule ({self.kind}: "
+                            f"{self.how()})", self.name)
+
+    def how(self) -> str:
+        """How relevance goes through, in a few words (for messages)."""
+        return (type(self).__doc__ or self.kind).strip().splitlines()[0].rstrip(".")
+
+    def weighs_by_input(self, rule: Optional[Rule]) -> bool:
+        """Does the step send each input relevance proportional to that input's value?"""
+        return False
+
+    def passes_zeros(self) -> bool:
+        """Does relevance that is zero where the output is zero stay zero where the input
+        is zero (relevance handed on unchanged or re-routed)?"""
+        return False
+
+    def nonnegative(self, inputs: Sequence[bool]) -> bool:
+        """Is the output >= 0 for every input, given which inputs are?"""
+        return False
+
+    def rectifies(self) -> bool:
+        """Is the step a ReLU-like activation (zero for inputs <= 0, never negative)?"""
+        return False
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r}, inputs={self.inputs})"
 
@@ -80,10 +126,24 @@ class AffineStep(Step):
     """Linear, Conv1d or Conv2d (with a BatchNorm merged in when canonised)."""
 
     kind = "affine"
+    uses_denominator = True
 
     def __init__(self, name: str, inputs: Sequence[int], layer: AffineLayer):
         super().__init__(name, inputs, layer.module)
         self.layer = layer
+        self.role = "linear" if isinstance(layer.module, nn.Linear) else "conv"
+
+    def check_rule(self, rule):
+        if rule is None:
+            raise UnsupportedLayerError(
+                f"the composite assigns no rule to layer '{self.name}' ({self.type_name})",
+                self.name, self.type_name)
+        if not rule.affine:
+            raise RuleError(f"rule {rule!r} cannot be used on layer '{self.name}' "
+                            f"({self.type_name}): it changes the shape", self.name)
+
+    def weighs_by_input(self, rule):
+        return isinstance(rule, PROPORTIONAL_RULES)
 
     def forward(self, xs, call):
         weight, bias = self.layer.parameters()
@@ -121,6 +181,16 @@ class PassStep(Step):
     def propagator(self, rule, xs, z, ctx):
         return lambda r: (r,)
 
+    def passes_zeros(self):
+        return self.kind == "identity" or (self.kind == "activation"
+                                           and is_zero_at_zero(self.fn))
+
+    def nonnegative(self, inputs):
+        return self.rectifies() or (self.kind == "identity" and inputs[0])
+
+    def rectifies(self):
+        return self.kind == "activation" and is_rectifying(self.fn)
+
     def deconvolution(self, xs, z, ctx):
         if self.kind == "identity":
             return lambda r: (r,)
@@ -141,6 +211,12 @@ class ReshapeStep(Step):
     kind = "reshape"
     listed = False
 
+    def passes_zeros(self):
+        return True
+
+    def nonnegative(self, inputs):
+        return all(inputs)
+
     def forward(self, xs, call):
         out = call()
         if out.shape[0] != xs[0].shape[0]:
@@ -157,6 +233,12 @@ class MaxPoolStep(Step):
     """Max pooling: relevance goes to the winning input of each window (as the gradient)."""
 
     kind = "maxpool"
+
+    def passes_zeros(self):
+        return True
+
+    def nonnegative(self, inputs):
+        return all(inputs)
 
     def forward(self, xs, call):
         m = self.module
@@ -185,11 +267,22 @@ class LinearMapStep(Step):
     """
 
     kind = "avgpool"
+    role = "pool"
+    uses_denominator = True
 
     def __init__(self, name: str, inputs: Sequence[int], module: nn.Module,
                  fn: Callable[[torch.Tensor], torch.Tensor]):
         super().__init__(name, inputs, module)
         self.fn = fn
+
+    def check_rule(self, rule):
+        check_norm_rule(self, rule)
+
+    def weighs_by_input(self, rule):
+        return True
+
+    def nonnegative(self, inputs):
+        return all(inputs)
 
     def forward(self, xs, call):
         return self.fn(xs[0]), None
@@ -222,10 +315,27 @@ class SumStep(Step):
 
     kind = "sum"
     listed = False
+    role = "sum"
+    uses_denominator = True
 
     def __init__(self, name: str, inputs: Sequence[int], proportional: bool = True):
         super().__init__(name, inputs)
         self.proportional = proportional
+
+    def rule_key(self):
+        return Sum()
+
+    def check_rule(self, rule):
+        check_norm_rule(self, rule)
+
+    def weighs_by_input(self, rule):
+        return self.proportional
+
+    def passes_zeros(self):
+        return not self.proportional
+
+    def nonnegative(self, inputs):
+        return all(inputs)
 
     def forward(self, xs, call):
         return xs[0] + xs[1], None
@@ -247,6 +357,12 @@ class CatStep(Step):
 
     kind = "cat"
     listed = False
+
+    def passes_zeros(self):
+        return True
+
+    def nonnegative(self, inputs):
+        return all(inputs)
 
     def __init__(self, name: str, inputs: Sequence[int], dim: int):
         super().__init__(name, inputs)
@@ -276,13 +392,17 @@ def _sum_to(r: torch.Tensor, shape: torch.Size) -> torch.Tensor:
     return r if tuple(r.shape) == target else r.sum_to_size(target)
 
 
+def check_norm_rule(step: Step, rule: Optional[Rule]) -> None:
+    """Parameter-free linear maps (pooling, sums) take Norm or Epsilon (or none: Norm)."""
+    if rule is not None and not isinstance(rule, Epsilon):     # Norm is an Epsilon
+        raise RuleError(f"rule {rule!r} cannot be used on layer '{step.name}' "
+                        f"({step.type_name}): parameter-free linear maps take Norm or Epsilon",
+                        step.name)
+
+
 def _norm_epsilon(rule: Optional[Rule], step: Step) -> float:
-    if rule is None:
-        rule = Epsilon(1e-6)
-    if not isinstance(rule, Epsilon):     # Norm is an Epsilon
-        raise TypeError(f"rule {rule!r} cannot be used on '{step.name}' ({step.type_name}): "
-                        "parameter-free layers take Norm or Epsilon")
-    return rule.epsilon
+    check_norm_rule(step, rule)
+    return 1e-6 if rule is None else rule.epsilon
 
 
 def pooling_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -309,5 +429,6 @@ def batchnorm_fn(module: nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 __all__ = ["Step", "InputStep", "AffineStep", "PassStep", "ReshapeStep", "MaxPoolStep",
-           "LinearMapStep", "SumStep", "CatStep", "pooling_fn",
+           "LinearMapStep", "SumStep", "CatStep", "pooling_fn", "check_norm_rule",
+           "PROPORTIONAL_RULES",
            "batchnorm_fn"]

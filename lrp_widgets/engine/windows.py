@@ -20,7 +20,7 @@ modules) and recomputes them functionally from their parameters, read-only:
   Its per-head ``logit_scale`` is a constant factor, which passes relevance on.
 
 The classes are looked up in ``sys.modules``: a model can only contain them if
-torchvision's modules are imported, so the engine never imports torchvision itself.
+torchvision's modules are imported, so this module never imports torchvision itself.
 """
 from __future__ import annotations
 
@@ -31,8 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .attention import AttentionRule, CPLRP, _check_attention_rule, core_backward, core_forward
-from .rules import Rule
+from .attention import AttentionRule, AttentionStep, CPLRP, core_backward, core_forward
 from .stabilize import stabilize
 from .steps import Relevances, Step
 
@@ -68,7 +67,7 @@ def _epsilon(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, r: torch.Te
     return ((r / stabilize(y, eps)) @ weight.detach()).mul_(x)
 
 
-class _UnitStep(Step):
+class _UnitStep(AttentionStep):
     """Common part: a rearrangement ``split`` of the input into token groups
     ``(groups, L, C)``, a fused qkv projection, the core per head, the output
     projection ``proj`` and the reverse rearrangement ``merge``."""
@@ -78,9 +77,6 @@ class _UnitStep(Step):
     def __init__(self, name: str, inputs: Sequence[int], module: nn.Module) -> None:
         super().__init__(name, inputs, module)
         self.rule_module = module
-
-    def check_rule(self, rule: Optional[Rule]) -> None:
-        _check_attention_rule(self, rule)
 
     # subclasses: split, merge (batched), heads, qkv layer, proj layer, scale, bias
     def forward(self, xs, call):
@@ -243,24 +239,5 @@ def unit_step(name: str, inputs: Sequence[int], module: nn.Module) -> Step:
     return WindowAttentionStep(name, inputs, module)
 
 
-class PatchMergingStep(Step):
-    """Swin's ``_patch_merging_pad``: pad to even sizes and stack the four 2x2
-    neighbours along the channels; a rearrangement, relevance goes back by its adjoint."""
-
-    kind = "rearrange"
-    listed = False
-
-    def __init__(self, name: str, inputs: Sequence[int], fn: Callable) -> None:
-        super().__init__(name, inputs)
-        self.fn = fn
-
-    def forward(self, xs, call):
-        return self.fn(xs[0]), None
-
-    def propagator(self, rule, xs, z, ctx):
-        shape = tuple(xs[0].shape[1:])
-        return lambda r: (adjoint(self.fn, (r.shape[0],) + shape, r),)
-
-
 __all__ = ["unit_types", "unit_step", "WindowAttentionStep", "RelativeAttentionStep",
-           "PatchMergingStep", "adjoint"]
+           "adjoint"]

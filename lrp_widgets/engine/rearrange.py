@@ -1,0 +1,68 @@
+"""Pure rearrangements: permute, transpose, indexing and slicing, the items of chunk and
+split, and the like.
+
+Every output element is a copy of one input element, so relevance goes back to where
+each element came from: the adjoint (transpose) of the rearrangement, which is also
+its gradient. Elements an index left out get none (they had no part in the output);
+an element copied more than once (``expand``) gets the sum of its copies' relevance.
+This is LRP's rule for any map that only moves values (Montavon et al. 2019: a
+permutation matrix under any proportional rule; Achtibat et al. 2024 route the
+class token of a ViT this way).
+
+The step learns where each element went by running the traced operation once on a
+tensor of element indices, so one implementation serves every such operation.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .steps import Step
+
+
+class RearrangeStep(Step):
+    """Moves, selects or copies elements (permute, transpose, x[:, 0], chunk items)."""
+
+    kind = "rearrange"
+    listed = False
+
+    def forward(self, xs, call):
+        out = call()
+        x = xs[0]
+        if not isinstance(out, torch.Tensor):
+            raise ValueError(f"'{self.name}' does not return one tensor")
+        index = torch.arange(x.numel(), device=x.device).view(x.shape)
+        where = call(index)
+        if not isinstance(where, torch.Tensor) or where.shape != out.shape or out.shape[0] != 1:
+            raise ValueError(f"'{self.name}' rearranges across the batch axis "
+                             f"({tuple(x.shape)} -> {tuple(out.shape)})")
+        where = where.reshape(-1)
+        inverse = None
+        if where.numel() == x.numel():
+            # a permutation (each element exactly once): the inverse is a gather
+            inverse = torch.empty_like(where)
+            inverse[where] = torch.arange(where.numel(), device=x.device)
+            if not torch.equal(where[inverse], torch.arange(where.numel(), device=x.device)):
+                inverse = None
+        return out, (where, inverse)
+
+    def propagator(self, rule, xs, z, ctx: Any):
+        where, inverse = ctx
+        in_shape = tuple(xs[0].shape[1:])
+
+        def propagate(r: torch.Tensor):
+            n = r.shape[0]
+            flat = r.reshape(n, -1)
+            if inverse is not None:
+                return (flat[:, inverse].view((n,) + in_shape),)
+            out = r.new_zeros((n, xs[0][0].numel()))
+            out.index_add_(1, where, flat)
+            return (out.view((n,) + in_shape),)
+        return propagate
+
+    def passes_zeros(self):
+        return True
+
+    def nonnegative(self, inputs):
+        return all(inputs)
