@@ -148,3 +148,67 @@ def test_unsupported_attention_is_named_before_any_work(kwargs, match):
     with pytest.raises(UnsupportedLayerError, match=match) as err:
         Explainer(_Attn(**kwargs).eval(), "attn_lrp")
     assert "attn" in str(err.value)
+
+
+# --- torchvision's ViT -------------------------------------------------------------------
+
+def small_vit():
+    from torchvision.models.vision_transformer import VisionTransformer
+    torch.manual_seed(0)
+    model = VisionTransformer(image_size=32, patch_size=8, num_layers=2, num_heads=2,
+                              hidden_dim=16, mlp_dim=32)
+    return _randomize(model.double(), seed=3).eval()
+
+
+@pytest.fixture
+def image32():
+    return torch.randn(3, 32, 32, generator=torch.Generator().manual_seed(4), dtype=D)
+
+
+@pytest.mark.parametrize("composite", ["cp_lrp", "attn_lrp"])
+def test_small_vit_equals_lxt(image32, composite):
+    from lxt_reference import ATTN_LRP_MAP, CP_LRP_MAP, lxt_heatmap
+    model = small_vit()
+    ref = lxt_heatmap(model, image32, 1, CP_LRP_MAP if composite == "cp_lrp" else ATTN_LRP_MAP)
+    ours = Explainer(model, composite).explain(image32, target=1).heatmap()
+    assert float((ours - ref).norm() / ref.norm()) < 1e-6
+
+
+@pytest.mark.slow
+def test_vit_b_16_equals_lxt():
+    """LXT's default rule set for torchvision's ViT, at full size (float64)."""
+    from lxt_reference import CP_LRP_MAP, lxt_heatmap
+    from torchvision.models import vit_b_16
+    torch.manual_seed(0)
+    model = vit_b_16().double().eval()
+    with torch.no_grad():              # torchvision initialises the head to zero
+        model.heads.head.weight.normal_(0, 0.02)
+        model.class_token.normal_(0, 0.02)
+    x = torch.randn(3, 224, 224, generator=torch.Generator().manual_seed(5), dtype=D)
+    ref = lxt_heatmap(model, x, 3, CP_LRP_MAP)
+    exp = Explainer(model, "cp_lrp").explain(x, target=3)
+    # measured: 6e-8 (LXT's identity rule divides by input + 1e-10, we by nothing)
+    assert float((exp.heatmap() - ref).norm() / ref.norm()) < 1e-6
+    assert exp.layer_shape("encoder.layers.encoder_layer_11") == (197, 768)
+
+
+def test_vit_block_outputs_are_cuts_whose_partitions_add_up(image32):
+    model = small_vit()
+    before = state_snapshot(model)
+    with torch.no_grad():
+        out = model(image32.unsqueeze(0))
+    exp = Explainer(model, "attn_lrp").explain(image32, target=0)
+    block = "encoder.layers.encoder_layer_0"
+    assert block in exp.layers and exp.is_cut(block)
+    assert exp.layer_shape(block) == (17, 16) and exp.channel_axis(block) == 1
+    full = exp.heatmap()
+    by_dims = exp.conditional_heatmaps(block, [[d] for d in range(16)])
+    torch.testing.assert_close(by_dims.sum(0), full, rtol=1e-10, atol=1e-12)
+    tokens = torch.zeros(17, 17, 16, dtype=torch.bool)
+    for t in range(17):
+        tokens[t, t] = True                        # one token (all its dims) per selection
+    by_tokens = exp.conditional_heatmaps(block, tokens)
+    torch.testing.assert_close(by_tokens.sum(0), full, rtol=1e-10, atol=1e-12)
+    # the class token at the input of the head: the relevance of x[:, 0]
+    assert not exp.is_cut("encoder.layers.encoder_layer_0.self_attention")
+    assert_unchanged(model, before, image32.unsqueeze(0), out)

@@ -326,10 +326,11 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
 
 def _listed_layers(steps: list[Step], aliases: dict[str, int]) -> list[str]:
     """Names offered to users: layers in execution order; a residual block's output
-    (a reused module such as ``layer1.0.relu@1``) is offered under the block's name."""
+    (a reused module such as ``layer1.0.relu@1``, or the residual sum ending a ViT
+    encoder block) is offered under the block's name."""
     by_step: dict[int, str] = {}
     for alias, idx in sorted(aliases.items(), key=lambda kv: -len(kv[0])):
-        if "@" in steps[idx].name:
+        if "@" in steps[idx].name or not steps[idx].listed:    # a ViT block ends in a sum
             by_step.setdefault(idx, alias)
     out = []
     for i, step in enumerate(steps):

@@ -229,6 +229,50 @@ def mark_attention_scores(steps: Sequence[Step]) -> None:
             step.scores = only_softmax(i)
 
 
+# -- ViT's class token: a concatenation with a constant ----------------------------------
+
+class ConstantCatStep(Step):
+    """``torch.cat`` of signals and constants (ViT's class token, a parameter expanded to
+    the batch): relevance of the signals' slices goes back to them; the constants' share
+    is absorbed, as a bias's (nothing of the input flows into them)."""
+
+    kind = "cat"
+    listed = False
+
+    def __init__(self, name: str, inputs: Sequence[int], dim: int) -> None:
+        super().__init__(name, inputs)
+        self.dim = dim
+
+    def forward(self, xs, call):
+        out = call()
+        dim = self.dim % out.dim()
+        if dim == 0:
+            raise ValueError(f"'{self.name}' concatenates along the batch axis")
+        # where the signals land: the entries that change when the signals do
+        moved = call(*[torch.zeros_like(x) for x in xs]) != call(*[torch.ones_like(x)
+                                                                   for x in xs])
+        keep = moved.movedim(dim, 0).flatten(1).any(1).nonzero().flatten()
+        return out, (dim, keep)
+
+    def propagator(self, rule, xs, z, ctx):
+        dim, keep = ctx
+        sizes = [x.shape[dim] for x in xs]
+        return lambda r: tuple(torch.split(r.index_select(dim, keep), sizes, dim=dim))
+
+    def passes_zeros(self):
+        return True
+
+
+def _constant_cat(call: Call) -> Step:
+    return ConstantCatStep(call.name, call.inputs, call.arg(1, "dim", 0))
+
+
+R.register(Operation(
+    "torch.cat with constants (ViT's class token)", _constant_cat,
+    functions=(torch.cat, torch.concat), n_inputs=None, constants=True,
+    doc="split back to the signals; the constants' share is absorbed"))
+
+
 # -- Swin and MaxViT ------------------------------------------------------------------------
 
 def _torchvision_units() -> tuple[type, ...]:
