@@ -124,7 +124,8 @@ def core_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Any,
     """Forward pass of the core on ``(..., H, L, d)`` heads; everything the rules need.
     ``scale`` is a number or a tensor broadcastable to the scores (one per head)."""
     p = q @ k.transpose(-2, -1)
-    s = p * scale if bias is None else torch.addcmul(bias, p, torch.as_tensor(scale).to(p))
+    s = p * scale if bias is None else torch.addcmul(
+        bias, p, torch.as_tensor(scale, dtype=p.dtype, device=p.device))
     a = torch.softmax(s, dim=-1)
     return {"q": q, "k": k, "v": v, "p": p, "s": s, "a": a, "o": a @ v, "scale": scale,
             "bias": bias}

@@ -270,8 +270,10 @@ class _Builder:
         return MERGED
 
 
-def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int]) -> dict[str, int]:
-    """Names of submodules (e.g. ResNet blocks) whose output is a single step."""
+def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int],
+                       shape_nodes: frozenset = frozenset()) -> dict[str, int]:
+    """Names of submodules (e.g. ResNet blocks) whose output is a single step. Reading a
+    tensor's shape (``B, C, H, W = x.shape`` in the next block) is no use of it."""
     members: dict[str, set[fx.Node]] = {}
     for node in graph.nodes:
         if node not in node_step:
@@ -287,7 +289,7 @@ def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int]) -> dict[s
         if "@" in path or len(nodes) < 2:
             continue
         outs = {node_step[n] for n in nodes
-                if any(u not in nodes for u in n.users)}
+                if any(u not in nodes and u not in shape_nodes for u in n.users)}
         if len(outs) == 1:
             aliases[path] = outs.pop()
     return aliases
@@ -314,7 +316,7 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
             output = b.node_step[out]
     if output is None or not b.steps or not isinstance(b.steps[0], InputStep):
         raise UnsupportedLayerError("the model has no input or no output", "", "")
-    aliases = _container_aliases(graph, b.node_step)
+    aliases = _container_aliases(graph, b.node_step, frozenset(b.shape_nodes))
     names = dict(b.names)
     for alias, idx in aliases.items():
         names.setdefault(alias, idx)

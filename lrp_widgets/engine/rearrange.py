@@ -28,6 +28,9 @@ class RearrangeStep(Step):
     listed = False
 
     def forward(self, xs, call):
+        if self.module is not None:       # torchvision's Permute: its map, never the module
+            dims = list(self.module.dims)
+            call = lambda *t: torch.permute(t[0] if t else xs[0], dims)  # noqa: E731
         out = call()
         x = xs[0]
         if not isinstance(out, torch.Tensor):
