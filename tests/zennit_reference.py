@@ -7,7 +7,6 @@ than loosening our tolerance.
 """
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 from torch import nn
@@ -116,3 +115,33 @@ def zennit_heatmap_with(model: nn.Module, x: torch.Tensor, target: int, composit
         _, rel = attributor(x.clone().requires_grad_(),
                             lambda out: out * torch.eye(out.shape[1], dtype=out.dtype)[target])
     return rel[0].detach()
+
+
+def residual_sum_canonizer():
+    """Test-only: the residual additions of torchvision's EfficientNet (MBConv, FusedMBConv),
+    MobileNetV3 (InvertedResidual) and RegNet (ResBottleneckBlock) through Zennit's ``Sum``
+    module, so that they get the Norm rule as ours do (Zennit ships this for ResNets only)."""
+    from torchvision.models.efficientnet import FusedMBConv, MBConv
+    from torchvision.models.mobilenetv3 import InvertedResidual
+    from torchvision.models.regnet import ResBottleneckBlock
+    from zennit.canonizers import AttributeCanonizer
+    from zennit.layer import Sum
+
+    def block_forward(self, x):
+        out = self.block(x)
+        if hasattr(self, "stochastic_depth"):
+            out = self.stochastic_depth(out)
+        return self.canonizer_sum(torch.stack([out, x], dim=-1))
+
+    def regnet_forward(self, x):
+        skip = x if self.proj is None else self.proj(x)
+        return self.activation(self.canonizer_sum(torch.stack([skip, self.f(x)], dim=-1)))
+
+    def attributes(name, module):
+        if isinstance(module, (MBConv, FusedMBConv, InvertedResidual)) and \
+                module.use_res_connect:
+            return {"forward": block_forward.__get__(module), "canonizer_sum": Sum()}
+        if isinstance(module, ResBottleneckBlock):
+            return {"forward": regnet_forward.__get__(module), "canonizer_sum": Sum()}
+        return None
+    return AttributeCanonizer(attributes)

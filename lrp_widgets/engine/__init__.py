@@ -14,7 +14,7 @@ torch.Size([1, 4, 4])
 """
 from .attention import AttnLRP, CPLRP, MatMul, ScaledDotProductAttention
 from .composites import COMPOSITE_NAMES, Composite, Mean, Sum, named_composite
-from .errors import InputError, LRPError, UnsupportedLayerError
+from .errors import InputError, LRPError, RuleError, UnsupportedLayerError
 from .explainer import DEFAULT_MAX_BYTES, Explainer, Explanation
 from .plan import SUPPORTED
 from .validation import check_bounds, check_channels, check_target
@@ -25,5 +25,5 @@ __all__ = [
     "Mean", "AttnLRP", "CPLRP", "MatMul", "ScaledDotProductAttention",
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
     "LRPError", "UnsupportedLayerError", "InputError", "SUPPORTED", "DEFAULT_MAX_BYTES",
-    "check_target", "check_channels", "check_bounds",
+    "check_target", "check_channels", "check_bounds", "RuleError",
 ]

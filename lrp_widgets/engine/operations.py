@@ -85,22 +85,20 @@ R.register(Operation(
     functions=tuple(_FUNCTIONS), methods=tuple(_METHODS), doc="passed unchanged"))
 
 
+def _contiguous(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous()
+
+
 def _identity_step(call: Call) -> Step:
-    return PassStep(call.name, call.inputs, call.module, _identity, "identity", listed=False)
-
-
-def _stochastic_depth_types() -> tuple[type, ...]:
-    try:
-        from torchvision.ops import StochasticDepth
-    except ImportError:                       # torchvision is optional for the engine
-        return ()
-    return (StochasticDepth,)
+    # contiguous() keeps the values but changes the memory layout a later view may need
+    fn = _contiguous if call.node.target == "contiguous" else _identity
+    return PassStep(call.name, call.inputs, call.module, fn, "identity", listed=False)
 
 
 R.register(Operation(
     "Dropout, Identity, StochasticDepth (evaluation identities)", _identity_step,
-    modules=(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity)
-    + _stochastic_depth_types(),
+    modules=(nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout, nn.Identity,
+             "torchvision.ops.stochastic_depth:StochasticDepth"),
     functions=(F.dropout, F.dropout1d, F.dropout2d, F.alpha_dropout),
     methods=("contiguous", "clone", "detach"),
     doc="identities in evaluation: relevance passes unchanged"))
@@ -297,7 +295,13 @@ R.register(Operation(
 # -- rearrangements --------------------------------------------------------------------------
 
 def _rearrange(call: Call) -> Any:
-    return RearrangeStep(call.name, call.inputs, call.module)
+    if call.module is not None:             # torchvision's Permute module
+        dims = tuple(call.module.dims)
+        return RearrangeStep(call.name, call.inputs, call.module,
+                             lambda t: torch.permute(t, dims))
+    step = RearrangeStep(call.name, call.inputs)
+    step.cacheable = not call.constants
+    return step
 
 
 def _tuple(call: Call) -> Any:
@@ -307,18 +311,10 @@ def _tuple(call: Call) -> Any:
     return MERGED
 
 
-def _permute_module_types() -> tuple[type, ...]:
-    try:
-        from torchvision.ops.misc import Permute
-    except ImportError:
-        return ()
-    return (Permute,)
-
-
 R.register(Operation(
     "rearrangements (permute, transpose, movedim, squeeze/unsqueeze, indexing and slicing, "
     "narrow, select, roll, flip, expand, channel shuffle)", _rearrange,
-    modules=_permute_module_types(),
+    modules=("torchvision.ops.misc:Permute",),
     functions=(torch.permute, torch.transpose, torch.swapaxes, torch.movedim, torch.squeeze,
                torch.unsqueeze, torch.narrow, torch.select, torch.roll, torch.flip,
                operator.getitem),

@@ -121,10 +121,13 @@ def unsupported_op(node: fx.Node, what: str, why: str = "") -> UnsupportedLayerE
 
 class _Tracer(fx.Tracer):
     """torch.fx's tracer, with every module type of the registry kept as one call
-    (torchvision's ``StochasticDepth`` or ``Permute`` are not traced into)."""
+    (torchvision's ``StochasticDepth`` or ``Permute`` are not traced into). Only the
+    registered types themselves: a subclass defined elsewhere may compute something
+    else (torchvision's ``LayerNorm2d`` permutes around ``nn.LayerNorm``) and is traced
+    into, as torch.fx does by default."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        return isinstance(m, REGISTRY.module_types()) or super().is_leaf_module(m, qualname)
+        return type(m) in REGISTRY.module_types() or super().is_leaf_module(m, qualname)
 
 
 def trace(model: nn.Module) -> fx.Graph:
@@ -137,6 +140,13 @@ def trace(model: nn.Module) -> fx.Graph:
             f"{type(exc).__name__}: {exc}. Models whose forward depends on the input's values "
             "(data-dependent control flow) are not supported.",
             "", _qualified(model)) from None
+
+
+def _root(node: fx.Node) -> str:
+    """The parameter or buffer a constant-valued node is computed from."""
+    while node.op != "get_attr" and node.all_input_nodes:
+        node = node.all_input_nodes[0]
+    return str(node.target)
 
 
 class _Builder:
@@ -243,7 +253,8 @@ class _Builder:
                 reason = f"expected {wanted}, got {len(call.inputs)}"
                 continue
             if call.constants and not op.constants:
-                reason = f"it uses the parameter or buffer '{call.constants[0].target}' directly"
+                root = _root(call.constants[0])
+                reason = f"it uses a parameter or buffer of the model ('{root}') as an operand"
                 continue
             result = op.build(call)
             if result is not None:
@@ -327,12 +338,12 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
 
 
 def _listed_layers(steps: list[Step], aliases: dict[str, int]) -> list[str]:
-    """Names offered to users: layers in execution order; a residual block's output
-    (a reused module such as ``layer1.0.relu@1``, or the residual sum ending a ViT
-    encoder block) is offered under the block's name."""
+    """Names offered to users: layers in execution order; a block's output that is no
+    layer of its own (a reused module such as ``layer1.0.relu@1``, or a residual sum as
+    in MobileNet and EfficientNet) is offered under the block's name."""
     by_step: dict[int, str] = {}
     for alias, idx in sorted(aliases.items(), key=lambda kv: -len(kv[0])):
-        if "@" in steps[idx].name or not steps[idx].listed:    # a ViT block ends in a sum
+        if "@" in steps[idx].name or not steps[idx].listed:
             by_step.setdefault(idx, alias)
     out = []
     for i, step in enumerate(steps):

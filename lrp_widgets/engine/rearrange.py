@@ -14,9 +14,10 @@ tensor of element indices, so one implementation serves every such operation.
 """
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Callable, Optional, Sequence
 
 import torch
+from torch import nn
 
 from .steps import Step
 
@@ -27,14 +28,26 @@ class RearrangeStep(Step):
     kind = "rearrange"
     listed = False
 
+    def __init__(self, name: str, inputs: Sequence[int], module: Optional[nn.Module] = None,
+                 fn: Optional[Callable[[torch.Tensor], torch.Tensor]] = None):
+        super().__init__(name, inputs, module)
+        self.fn = fn              # for modules: their map (the user's module is never called)
+        # where elements go depends on the input's shape only (sizes, constant indices):
+        # kept for the last shape seen, so later explanations skip the index run
+        self._maps: Optional[tuple[Any, Any]] = None
+        self.cacheable = True     # False when constant tensors (index buffers) take part
+
     def forward(self, xs, call):
-        if self.module is not None:       # torchvision's Permute: its map, never the module
-            dims = list(self.module.dims)
-            call = lambda *t: torch.permute(t[0] if t else xs[0], dims)  # noqa: E731
+        if self.fn is not None:
+            fn = self.fn
+            call = lambda *t: fn(t[0] if t else xs[0])  # noqa: E731
         out = call()
         x = xs[0]
         if not isinstance(out, torch.Tensor):
             raise ValueError(f"'{self.name}' does not return one tensor")
+        key = (tuple(x.shape), tuple(out.shape), x.device)
+        if self.cacheable and self._maps is not None and self._maps[0] == key:
+            return out, self._maps[1]
         index = torch.arange(x.numel(), device=x.device).view(x.shape)
         where = call(index)
         if not isinstance(where, torch.Tensor) or where.shape != out.shape or out.shape[0] != 1:
@@ -48,6 +61,7 @@ class RearrangeStep(Step):
             inverse[where] = torch.arange(where.numel(), device=x.device)
             if not torch.equal(where[inverse], torch.arange(where.numel(), device=x.device)):
                 inverse = None
+        self._maps = (key, (where, inverse))
         return out, (where, inverse)
 
     def propagator(self, rule, xs, z, ctx: Any):

@@ -42,6 +42,7 @@ inside them (a torchvision ``StochasticDepth`` stays one call).
 """
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
@@ -121,10 +122,13 @@ class Operation:
         How the supported-layers text names it (``"Conv1d/2d"``, ``"permute"``).
     build : callable
         ``build(call) -> Step | None | MERGED``; None declines the call.
-    modules : tuple of types
-        Module types it handles (``isinstance``).
+    modules : tuple of types or str
+        Module types it handles (``isinstance``). A type of an optional package may be
+        named ``"package.module:Class"``: it is looked up only once that module is
+        imported (so the engine never imports torchvision itself).
     functions : tuple
-        Functions it handles, matched by identity (``torch.cat``, ``operator.add``).
+        Functions it handles, matched by identity (``torch.cat``, ``operator.add``); a
+        function of an optional package may be named as a type may.
     methods : tuple of str
         Tensor methods it handles (``"permute"``).
     role : str or None
@@ -172,10 +176,11 @@ class Registry:
         self.operations.remove(op)
 
     def for_module(self, module: nn.Module) -> list[Operation]:
-        return [op for op in self.operations if op.modules and isinstance(module, op.modules)]
+        return [op for op in self.operations if op.modules and isinstance(module, _types(op))]
 
     def for_function(self, target: Any) -> list[Operation]:
-        return [op for op in self.operations if any(target is f for f in op.functions)]
+        return [op for op in self.operations if any(
+            target is f or (isinstance(f, str) and _resolve(f) is target) for f in op.functions)]
 
     def for_method(self, method: str) -> list[Operation]:
         return [op for op in self.operations if method in op.methods]
@@ -185,7 +190,7 @@ class Registry:
         out: list[type] = []
         for op in self.operations:
             if role is None or op.role == role:
-                out.extend(t for t in op.modules if t not in out)
+                out.extend(t for t in _types(op) if t not in out)
         return tuple(out)
 
     def supported_text(self) -> str:
@@ -206,6 +211,25 @@ class Registry:
             seen.add(op.name)
             rows.append(f"| {op.name} | {op.role or '-'} | {op.doc} |")
         return "\n".join(rows)
+
+
+def _resolve(name: str) -> Any:
+    """``"package.module:Name"`` if that module is imported, else None."""
+    path, _, qualname = name.partition(":")
+    found: Any = sys.modules.get(path)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
+def _types(op: Operation) -> tuple[type, ...]:
+    """``op.modules`` with names of types resolved where their module is imported."""
+    out = []
+    for t in op.modules:
+        found = _resolve(t) if isinstance(t, str) else t
+        if isinstance(found, type):
+            out.append(found)
+    return tuple(out)
 
 
 #: the engine's registry; ``operations.py`` fills it with the built-in entries

@@ -22,7 +22,7 @@ from .norms import functional_layernorm_step, layernorm_step
 from .rearrange import RearrangeStep
 from .registry import MERGED, REGISTRY, Call, Operation
 from .steps import PassStep, ReshapeStep, Step
-from .windows import unit_step, unit_types
+from .windows import unit_step
 
 R = REGISTRY
 
@@ -275,25 +275,8 @@ R.register(Operation(
 
 # -- Swin and MaxViT ------------------------------------------------------------------------
 
-def _torchvision_units() -> tuple[type, ...]:
-    try:       # importing torchvision imports its models: these modules cost nothing more
-        import torchvision.models.maxvit  # noqa: F401
-        import torchvision.models.swin_transformer  # noqa: F401
-    except ImportError:
-        return ()
-    return unit_types()
-
-
 def _unit(call: Call) -> Step:
     return unit_step(call.name, call.inputs, call.module)
-
-
-def _patch_merging_functions() -> tuple:
-    try:
-        from torchvision.models.swin_transformer import _patch_merging_pad
-    except ImportError:
-        return ()
-    return (_patch_merging_pad,)
 
 
 def _patch_merging(call: Call) -> Optional[Step]:
@@ -303,9 +286,13 @@ def _patch_merging(call: Call) -> Optional[Step]:
 
 R.register(Operation(
     "Swin's ShiftedWindowAttention(V2), MaxViT's RelativePositionalMultiHeadAttention",
-    _unit, modules=_torchvision_units(), role="attention",
+    _unit, modules=("torchvision.models.swin_transformer:ShiftedWindowAttention",
+                    "torchvision.models.swin_transformer:ShiftedWindowAttentionV2",
+                    "torchvision.models.maxvit:RelativePositionalMultiHeadAttention"),
+    role="attention",
     doc="one unit: windows moved back by their adjoint, ε on the projections, the core as "
         "attention (relative position bias and shift mask keep a bias's share)"))
 R.register(Operation(
-    "Swin's patch merging", _patch_merging, functions=_patch_merging_functions(),
+    "Swin's patch merging", _patch_merging,
+    functions=("torchvision.models.swin_transformer:_patch_merging_pad",),
     doc="a rearrangement: rearranged back"))

@@ -19,12 +19,11 @@ modules) and recomputes them functionally from their parameters, read-only:
   Achtibat et al. 2024, Prop. 3.4), so their relevance passes to q and k unchanged.
   Its per-head ``logit_scale`` is a constant factor, which passes relevance on.
 
-The classes are looked up in ``sys.modules``: a model can only contain them if
-torchvision's modules are imported, so this module never imports torchvision itself.
+The registry names the classes as strings (``transformer_ops.py``): this module never
+imports torchvision.
 """
 from __future__ import annotations
 
-import sys
 from typing import Any, Callable, Optional, Sequence
 
 import torch
@@ -34,20 +33,6 @@ from torch import nn
 from .attention import AttentionRule, AttentionStep, CPLRP, core_backward, core_forward
 from .stabilize import stabilize
 from .steps import Relevances, Step
-
-_CLASSES = {"torchvision.models.swin_transformer": ("ShiftedWindowAttention",
-                                                    "ShiftedWindowAttentionV2"),
-            "torchvision.models.maxvit": ("RelativePositionalMultiHeadAttention",)}
-
-
-def unit_types() -> tuple[type, ...]:
-    """The attention modules explained as units, of the torchvision modules imported."""
-    found = []
-    for module, names in _CLASSES.items():
-        mod = sys.modules.get(module)
-        found += [getattr(mod, n) for n in names if mod is not None and hasattr(mod, n)]
-    return tuple(found)
-
 
 def adjoint(fn: Callable[[torch.Tensor], torch.Tensor], shape: Sequence[int],
             r: torch.Tensor) -> torch.Tensor:
@@ -239,5 +224,5 @@ def unit_step(name: str, inputs: Sequence[int], module: nn.Module) -> Step:
     return WindowAttentionStep(name, inputs, module)
 
 
-__all__ = ["unit_types", "unit_step", "WindowAttentionStep", "RelativeAttentionStep",
+__all__ = ["unit_step", "WindowAttentionStep", "RelativeAttentionStep",
            "adjoint"]
