@@ -122,7 +122,8 @@ def attention_reference(q, k, v, r, eps, constant):
             k.expand(r.shape[0], -1, -1)), r_v
     r_a, r_v = matmul_reference(a, v, r, eps, 0.5, 0.5)
     r_s = softmax_reference(s, r_a)                    # the scale passes relevance on
-    r_q, r_kt = matmul_reference(q, k.transpose(-2, -1), r_s, eps, 0.5, 0.5)
+    # R_s carries the factor s = p * scale: the fused core divides it by p exactly (no ε)
+    r_q, r_kt = matmul_reference(q, k.transpose(-2, -1), r_s, 0.0, 0.5, 0.5)
     return r_q, r_kt.transpose(-2, -1), r_v
 
 
@@ -207,10 +208,11 @@ def linear_reference(x, w, b, r, eps):
     return torch.einsum("tji,ntj->nti", c, r / _stab(z, eps))
 
 
-def mha_reference(m, x, r, eps, constant):
+def mha_reference(m, xs, r, eps, constant):
+    """Relevance of (query, key, value) inputs ``xs`` (each (1, L, E))."""
     e, h = m.embed_dim, m.num_heads
     ws, bs = m.in_proj_weight.detach().chunk(3), m.in_proj_bias.detach().chunk(3)
-    q, k, v = (x[0] @ w.T + b for w, b in zip(ws, bs))
+    q, k, v = (x[0] @ w.T + b for x, w, b in zip(xs, ws, bs))
     heads = [t.reshape(-1, h, e // h).transpose(0, 1) for t in (q, k, v)]
     o = torch.cat([torch.softmax(heads[0][i] @ heads[1][i].T / math.sqrt(e // h), -1)
                    @ heads[2][i] for i in range(h)], dim=-1)
@@ -223,18 +225,26 @@ def mha_reference(m, x, r, eps, constant):
                                          eps, constant)
         for lst, part in zip(parts, (rq, rk, rv)):
             lst.append(part)
-    return sum(linear_reference(x[0], w, b, torch.cat(part, -1), eps)
-               for w, b, part in zip(ws, bs, parts))
+    return [linear_reference(x[0], w, b, torch.cat(part, -1), eps)
+            for x, w, b, part in zip(xs, ws, bs, parts)]
 
 
 @pytest.mark.parametrize("rule", [AttnLRP(EPS), CPLRP(EPS), CPLRP(0.1)], ids=repr)
-def test_multihead_attention_matches_reference(rule):
+@pytest.mark.parametrize("cross", [False, True], ids=["self", "cross"])
+def test_multihead_attention_matches_reference(rule, cross):
     m = _randomize(nn.MultiheadAttention(6, 2, batch_first=True).double(), seed=13).eval()
-    step = MultiheadAttentionStep("attn", [0, 0, 0], m)
     x = _randn(1, 5, 6, seed=14)
-    out, ctx = step.forward([x, x, x], None)
-    torch.testing.assert_close(out, m(x, x, x, need_weights=False)[0], rtol=1e-12, atol=1e-12)
+    xs = [x, _randn(1, 4, 6, seed=16), _randn(1, 4, 6, seed=17)] if cross else [x]
+    step = MultiheadAttentionStep("attn", [0, 1, 2] if cross else [0, 0, 0], m)
+    assert step.packed == (not cross)           # self-attention: one packed projection
+    out, ctx = step.forward(xs, None)
+    q, k, v = xs * (4 - len(xs))
+    torch.testing.assert_close(out, m(q, k, v, need_weights=False)[0], rtol=1e-12, atol=1e-12)
     r = _randn(2, 5, 6, seed=15)
-    ours = sum(step.propagator(rule, [x, x, x], out, ctx)(r))
-    ref = mha_reference(m, x, r, rule.epsilon, rule.constant_weights)
-    torch.testing.assert_close(ours, ref, rtol=1e-11, atol=1e-12)
+    ours = step.propagator(rule, xs, out, ctx)(r)
+    ref = mha_reference(m, (q, k, v), r, rule.epsilon, rule.constant_weights)
+    if not cross:
+        ref = [sum(ref)]
+    assert len(ours) == len(ref)
+    for got, want in zip(ours, ref):
+        torch.testing.assert_close(got, want, rtol=1e-11, atol=1e-12)

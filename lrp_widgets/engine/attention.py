@@ -122,13 +122,13 @@ class AttentionStep(Step):
 def core_forward(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, scale: Any,
                  bias: Optional[torch.Tensor]) -> dict[str, Any]:
     """Forward pass of the core on ``(..., H, L, d)`` heads; everything the rules need.
-    ``scale`` is a number or a tensor broadcastable to the scores (one per head)."""
-    p = q @ k.transpose(-2, -1)
-    s = p * scale if bias is None else torch.addcmul(
-        bias, p, torch.as_tensor(scale, dtype=p.dtype, device=p.device))
+    ``scale`` is a number or a tensor broadcastable to the heads (one per head)."""
+    s = (q * scale) @ k.transpose(-2, -1)
+    if bias is not None:
+        s = s.add_(bias)
     a = torch.softmax(s, dim=-1)
-    return {"q": q, "k": k, "v": v, "p": p, "s": s, "a": a, "o": a @ v, "scale": scale,
-            "bias": bias}
+    return {"q": q, "k": k, "v": v, "a": a, "o": a @ v, "scale": scale,
+            "s": s if bias is not None else None}
 
 
 def softmax_relevance(x: torch.Tensor, y: torch.Tensor, r: torch.Tensor,
@@ -143,20 +143,31 @@ def core_backward(ctx: dict[str, Any], rule: AttentionRule,
                   r: torch.Tensor) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor],
                                             torch.Tensor]:
     """Relevance of queries, keys and values (None under CP-LRP) for a batch ``r`` of
-    relevances at the heads' output ``(N, H, Lq, d)``."""
+    relevances at the heads' output ``(N, H, Lq, d)``.
+
+    AttnLRP in three steps, with the scores ``s = p * scale (+ bias)``, ``p = q k^T``:
+    ``o = A v`` splits its ε-rule relevance half and half; the softmax rule gives
+    ``R_s = s * g`` with ``g = R_A - A * sum(R_A)``; the bias keeps its share
+    (``R_p = p scale / stabilize(s) * R_s``); ``q k^T`` splits ``R_p`` half and half,
+    dividing by ``p``. The factor ``p`` cancels: ``R_p / p = scale * g`` (times
+    ``s / stabilize(s)`` with a bias), so no division by the raw scores is needed,
+    and none is made (this is the ε → 0 limit of the stabilised division by ``p``).
+    """
     eps, a, v = rule.epsilon, ctx["a"], ctx["v"]
     msg = r / stabilize(ctx["o"], eps)
-    r_v = (a.transpose(-2, -1) @ msg).mul_(v)           # ε rule on o = A v, A constant
-    if rule.constant_weights:
-        return None, None, r_v
-    r_v.mul_(0.5)                                        # uniform: half to v ...
-    r_a = (msg @ v.transpose(-2, -1)).mul_(a).mul_(0.5)  # ... half to A
-    r_s = softmax_relevance(ctx["s"], a, r_a)
-    p, q, k = ctx["p"], ctx["q"], ctx["k"]
-    if ctx["bias"] is not None:                          # the bias keeps its share
-        r_s = r_s * (p * ctx["scale"]) / stabilize(ctx["s"], eps)
-    msg2 = r_s.div_(stabilize(p, eps)).mul_(0.5)         # scale passes; uniform on q k^T
-    return (msg2 @ k).mul_(q), (msg2.transpose(-2, -1) @ q).mul_(k), r_v
+    if rule.constant_weights:                            # ε rule on o = A v, A constant
+        return None, None, (a.transpose(-2, -1) @ msg).mul_(v)
+    msg.mul_(0.5)                                        # uniform: half to v, half to A
+    r_v = (a.transpose(-2, -1) @ msg).mul_(v)
+    r_a = (msg @ v.transpose(-2, -1)).mul_(a)
+    g = torch.addcmul(r_a, a, r_a.sum(-1, keepdim=True), value=-1.0)
+    if ctx["s"] is not None:                             # the bias keeps its share
+        s = ctx["s"]
+        share = s / stabilize(s, eps)
+        g.mul_(share.masked_fill_(torch.isneginf(s), 0.0))   # masked scores: nothing
+    half = 0.5 * ctx["scale"]                            # uniform on q k^T, scale folded in
+    q, k = ctx["q"], ctx["k"]
+    return (g @ (k * half)).mul_(q), (g.transpose(-2, -1) @ (q * half)).mul_(k), r_v
 
 
 def _heads(t: torch.Tensor, h: int) -> torch.Tensor:
@@ -179,13 +190,17 @@ def _epsilon_linear(x: torch.Tensor, y: torch.Tensor, weight: torch.Tensor, r: t
 
 class MultiheadAttentionStep(AttentionStep):
     """``nn.MultiheadAttention`` (``batch_first=True``) as one unit with the attention
-    rule; its inputs are (query, key, value), often the same step three times."""
+    rule; its inputs are (query, key, value), or one input for self-attention
+    (``attn(x, x, x)``), whose three projections then run as one."""
 
     kind = "attention"
 
     def __init__(self, name: str, inputs: Sequence[int], module: nn.MultiheadAttention) -> None:
+        if len(set(inputs)) == 1:
+            inputs = inputs[:1]
         super().__init__(name, inputs, module)
         self.rule_module = module
+        self.packed = len(self.inputs) == 1 and module._qkv_same_embed_dim
 
     def _weights(self) -> tuple[list[torch.Tensor], list[Optional[torch.Tensor]]]:
         m = self.module
@@ -199,26 +214,40 @@ class MultiheadAttentionStep(AttentionStep):
     def forward(self, xs, call):
         m = self.module
         ws, bs = self._weights()
-        qkv = [F.linear(x, w, b) for x, w, b in zip(xs, ws, bs)]
-        heads = [_heads(t, m.num_heads) for t in qkv]
+        qkv = None
+        if self.packed:
+            b = None if m.in_proj_bias is None else m.in_proj_bias.detach()
+            qkv = F.linear(xs[0], m.in_proj_weight.detach(), b)
+            projected = list(qkv.chunk(3, dim=-1))
+        else:
+            projected = [F.linear(x, w, b) for x, w, b in zip(xs * (4 - len(xs)), ws, bs)]
+        heads = [_heads(t, m.num_heads) for t in projected]
         ctx = core_forward(*heads, 1.0 / math.sqrt(heads[0].shape[-1]), None)
         concat = _tokens(ctx["o"])
         out_b = None if m.out_proj.bias is None else m.out_proj.bias.detach()
         out = F.linear(concat, m.out_proj.weight.detach(), out_b)
-        ctx.update(projected=qkv, concat=concat)
+        ctx.update(projected=projected, qkv=qkv, concat=concat)
         return out, ctx
 
     def propagator(self, rule, xs, z, ctx):
         rule = rule if isinstance(rule, AttentionRule) else CPLRP(1e-6)
         ws, _ = self._weights()
         w_out, eps, h = self.module.out_proj.weight.detach(), rule.epsilon, self.module.num_heads
+        x_in = xs * (4 - len(xs))                          # (query, key, value)
 
         def propagate(r: torch.Tensor) -> Relevances:
             r_concat = _epsilon_linear(ctx["concat"], z, w_out, r, eps)
             parts = core_backward(ctx, rule, _heads(r_concat, h))
-            return tuple(r.new_zeros((r.shape[0],) + tuple(x.shape[1:])) if part is None
-                         else _epsilon_linear(x, y, w, _tokens(part), eps)
-                         for x, y, w, part in zip(xs, ctx["projected"], ws, parts))
+            if self.packed and parts[0] is not None:       # one ε rule on the packed map
+                r_qkv = torch.cat([_tokens(p) for p in parts], dim=-1)
+                w_in = self.module.in_proj_weight.detach()
+                return (_epsilon_linear(xs[0], ctx["qkv"], w_in, r_qkv, eps),)
+            out = [None if part is None else _epsilon_linear(x, y, w, _tokens(part), eps)
+                   for x, y, w, part in zip(x_in, ctx["projected"], ws, parts)]
+            if len(xs) == 1:                               # CP-LRP: the values alone
+                return (out[2],) if parts[0] is None else (out[0] + out[1] + out[2],)
+            return tuple(r.new_zeros((r.shape[0],) + tuple(x.shape[1:])) if o is None else o
+                         for x, o in zip(xs, out))
         return propagate
 
     def deconvolution(self, xs, z, ctx):
@@ -228,7 +257,7 @@ class MultiheadAttentionStep(AttentionStep):
         def transposed(r: torch.Tensor) -> Relevances:   # the value path, weights constant
             o = _heads(r @ w_out, h)
             v = _tokens(a.transpose(-2, -1) @ o) @ ws[2]
-            return (torch.zeros_like(v), torch.zeros_like(v), v)
+            return (v,) if len(xs) == 1 else (torch.zeros_like(v), torch.zeros_like(v), v)
         return transposed
 
 

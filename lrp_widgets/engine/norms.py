@@ -41,7 +41,6 @@ from __future__ import annotations
 from typing import Callable, Optional, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from .errors import RuleError
@@ -90,16 +89,15 @@ class LayerNormStep(Step):
     def forward(self, xs, call):
         x = xs[0]
         weight, bias = self.params()
-        y = F.layer_norm(x, self.normalized_shape, weight, bias, self.eps)
-        std = torch.sqrt(x.var(self.dims, unbiased=False, keepdim=True) + self.eps)
-        return y, std
+        # the fused kernel also returns 1 / std, which the backward pass needs
+        y, _, rstd = torch.native_layer_norm(x, self.normalized_shape, weight, bias, self.eps)
+        return y, rstd                       # shaped like x with the normalised axes of 1
 
-    def _transpose(self, s: torch.Tensor, std: torch.Tensor) -> torch.Tensor:
-        """``M^T s`` for a batch of messages ``s`` (N, *shape)."""
+    def _transpose(self, s: torch.Tensor, rstd: torch.Tensor) -> torch.Tensor:
+        """``M^T s`` for a batch of messages ``s`` (N, *shape); ``rstd = 1 / std``."""
         weight = self.params()[0]
-        t = s * weight if weight is not None else s
-        t = t / std
-        return t - t.mean(self.dims, keepdim=True)
+        t = s * rstd if weight is None else (s * weight).mul_(rstd)
+        return t.sub_(t.mean(self.dims, keepdim=True))
 
     def propagator(self, rule, xs, z, ctx):
         eps = rule.epsilon if isinstance(rule, Epsilon) else 1e-6
