@@ -21,7 +21,7 @@ from .errors import UnsupportedLayerError
 from .norms import functional_layernorm_step, layernorm_step
 from .rearrange import RearrangeStep
 from .registry import MERGED, REGISTRY, Call, Operation
-from .steps import PassStep, ReshapeStep, Step
+from .steps import CatStep, PassStep, ReshapeStep, Step
 from .windows import unit_step
 
 R = REGISTRY
@@ -231,23 +231,13 @@ def mark_attention_scores(steps: Sequence[Step]) -> None:
 
 # -- ViT's class token: a concatenation with a constant ----------------------------------
 
-class ConstantCatStep(Step):
+class ConstantCatStep(CatStep):
     """``torch.cat`` of signals and constants (ViT's class token, a parameter expanded to
     the batch): relevance of the signals' slices goes back to them; the constants' share
     is absorbed, as a bias's (nothing of the input flows into them)."""
 
-    kind = "cat"
-    listed = False
-
-    def __init__(self, name: str, inputs: Sequence[int], dim: int) -> None:
-        super().__init__(name, inputs)
-        self.dim = dim
-
     def forward(self, xs, call):
-        out = call()
-        dim = self.dim % out.dim()
-        if dim == 0:
-            raise ValueError(f"'{self.name}' concatenates along the batch axis")
+        out, dim = super().forward(xs, call)
         # where the signals land: the entries that change when the signals do
         moved = call(*[torch.zeros_like(x) for x in xs]) != call(*[torch.ones_like(x)
                                                                    for x in xs])
@@ -259,8 +249,8 @@ class ConstantCatStep(Step):
         sizes = [x.shape[dim] for x in xs]
         return lambda r: tuple(torch.split(r.index_select(dim, keep), sizes, dim=dim))
 
-    def passes_zeros(self):
-        return True
+    def nonnegative(self, inputs):
+        return False                     # the constants may be negative
 
 
 def _constant_cat(call: Call) -> Step:
