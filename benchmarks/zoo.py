@@ -49,7 +49,7 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "Swin": ("swin", "swin_t", "(attention work)"),
     "VGG": ("vgg", "vgg11", "Zennit, zennit-crp"),
     "ViT": ("vit", "vit_b_16", "(attention work: LXT)"),
-    "Wide ResNet": ("wide_resnet", "wide_resnet50_2", "Zennit"),
+    "Wide ResNet": ("wide_resnet", "wide_resnet50_2", "as ResNet50 (same blocks)"),
 }
 # inputs the builders need (the others take 224, or anything down to 32)
 FIXED_SIZE = {"vit": 224, "swin": 224, "maxvit": 224}
