@@ -8,12 +8,15 @@ many early-layer conditions measured in a fresh process.
     python benchmarks/engine.py                       # VGG16 and ResNet50, 224x224, 2 threads
     python benchmarks/engine.py --tiny                # a smoke run at 32x32 (the test suite)
     python benchmarks/engine.py --device cuda         # the same table on a GPU
+    python benchmarks/engine.py --models vit_b_16     # ViT-B/16 with LXT side by side
 
 Bars (issue "Engine", CPU, full size): full heatmap <= 1.8x (EfficientNet-B0 and
 ConvNeXt-T: <= 2x; Zennit's time beside them uses its VGG canonizer, as a time
 reference only), one conditional
 heatmap from the cached forward <= 1.0x, 8 single-channel conditions in one call
-<= 6x, 64 early-layer conditions under 2 GB peak memory.
+<= 6x, 64 early-layer conditions under 2 GB peak memory. ViT-B/16 (issue 13): full
+heatmap <= 1.8x with the transformer composites (cp_lrp, attn_lrp), LXT's time for
+the same rule set alongside (its efficient mode, classes patched only while it runs).
 """
 from __future__ import annotations
 
@@ -40,7 +43,8 @@ LAYERS = {
     "vgg11": ("features.18", "features.3"),
     "resnet18": ("layer4.1", "layer1.0"),
     "efficientnet_b0": ("features.7", "features.1"),
-    "convnext_tiny": ("features.7", "features.1"),       # once LayerNorm is registered
+    "convnext_tiny": ("features.7", "features.1"),
+    "vit_b_16": ("encoder.layers.encoder_layer_11", "encoder.layers.encoder_layer_0"),
 }
 BOUNDS = (-3.0, 3.0)
 BARS = {"full": 1.8, "cond1": 1.0, "cond8": 6.0, "memory_mb": 2048}
@@ -112,9 +116,54 @@ def crp_conditions(model, x, layer: str, channels: list[int], resnet: bool):
     return lambda: attribution(x.clone().requires_grad_(), conditions, comp)
 
 
-def build_model(name: str, device: torch.device) -> torch.nn.Module:
+def build_model(name: str, device: torch.device, size: int = 224) -> torch.nn.Module:
     torch.manual_seed(0)
+    if name.startswith("vit"):
+        model = getattr(torchvision.models, name)(image_size=size)
+        with torch.no_grad():             # torchvision initialises the head to zero
+            model.heads.head.weight.normal_(0, 0.02)
+        return model.eval().to(device)
     return getattr(torchvision.models, name)().eval().to(device)
+
+
+def lxt_full(model, x, composite: str):
+    """LXT's efficient mode with the same rule set (tests/lxt_reference.py)."""
+    sys.path.insert(0, os.path.join(os.path.dirname(__file__), "..", "tests"))
+    from lxt_reference import ATTN_LRP_MAP, CP_LRP_MAP, lxt_heatmap
+    patch_map = CP_LRP_MAP if composite == "cp_lrp" else ATTN_LRP_MAP
+    target = int(model(x).argmax())
+    return lambda: lxt_heatmap(model, x[0], target, patch_map)
+
+
+def measure_vit(name: str, size: int, repeats: int, device: torch.device, references: bool
+                ) -> list[Row]:
+    """ViT rows: the transformer composites against LXT, conditions on embedding dims."""
+    model = build_model(name, device, size)
+    x = torch.randn(1, 3, size, size, device=device)
+    late, _ = LAYERS[name]
+    plain = best_of({"fg": forward_and_gradient(model, x)}, repeats, device)["fg"]
+    with torch.no_grad():
+        fwd = best_of({"f": lambda: model(x)}, repeats, device)["f"]
+    rows = [Row("plain forward", fwd / plain), Row("plain forward + input gradient", 1.0)]
+    for composite in ("cp_lrp", "attn_lrp"):
+        explainer = Explainer(model, composite)
+        fns = {"ours": lambda: explainer.explain(x).heatmap(),
+               "fg": forward_and_gradient(model, x)}
+        if references:
+            fns["lxt"] = lxt_full(model, x, composite)
+        t = best_of(fns, repeats, device)
+        rows.append(Row(f"full heatmap, {composite} (forward included)", t["ours"] / t["fg"],
+                        t["lxt"] / t["fg"] if references else None, "LXT", BARS["full"]))
+    exp = Explainer(model, "cp_lrp").explain(x)
+    exp.heatmap()
+    top = exp.channel_relevance(late).argsort(descending=True)[:8].tolist()   # embedding dims
+    t = best_of({"one": lambda: exp.conditional_heatmap(late, channels=top[:1]),
+                 "eight": lambda: exp.conditional_heatmaps(late, [[c] for c in top]),
+                 "fg": forward_and_gradient(model, x)}, repeats, device)
+    rows.append(Row(f"1 conditional heatmap at {late}", t["one"] / t["fg"], bar=BARS["cond1"]))
+    rows.append(Row(f"8 single-dimension conditions at {late}", t["eight"] / t["fg"],
+                    bar=BARS["cond8"]))
+    return rows
 
 
 def measure(name: str, size: int, repeats: int, device: torch.device, references: bool
@@ -191,16 +240,17 @@ def memory_probe(name: str, size: int, n: int, device: str) -> float:
         "torch.set_num_threads(%d);"
         "from benchmarks.engine import build_model, LAYERS;"
         "from lrp_widgets.engine import Explainer;"
-        "dev = torch.device(%r); m = build_model(%r, dev);"
+        "dev = torch.device(%r); m = build_model(%r, dev, %d);"
         "x = torch.randn(1, 3, %d, %d, device=dev);"
-        "e = Explainer(m, 'epsilon_plus_flat').explain(x); e.heatmap();"
+        "e = Explainer(m, %r).explain(x); e.heatmap();"
         "layer = LAYERS[%r][1];"
         "maps = e.conditional_heatmaps(layer, [[c] for c in range(%d)]);"
         "assert maps.shape[0] == %d;"
         "from benchmarks.engine import peak_rss_mb;"
         "print(torch.cuda.max_memory_allocated() / 2**20 if dev.type == 'cuda' else peak_rss_mb())"
     ) % (os.path.join(os.path.dirname(__file__), ".."), torch.get_num_threads(), device, name,
-         size, size, name, n, n)
+         size, size, size, "cp_lrp" if name.startswith("vit") else "epsilon_plus_flat", name,
+         n, n)
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])
 
@@ -247,7 +297,8 @@ def main(argv: Optional[list[str]] = None) -> int:
     full_size = args.size == 224 and device.type == "cpu"
     all_ok = True
     for name in args.models:
-        rows = measure(name, args.size, args.repeats, device, not args.no_reference)
+        run = measure_vit if name.startswith("vit") else measure
+        rows = run(name, args.size, args.repeats, device, not args.no_reference)
         mb = memory_probe(name, args.size, args.conditions, args.device)
         label = f"{args.conditions} conditions at {LAYERS[name][1]}: peak memory"
         all_ok &= print_table(name, args.size, rows, (label, mb), full_size)

@@ -31,13 +31,13 @@ BOUNDS = (-3.0, 3.0)
 # family -> (prefix of its builders' names, one small member, what the suite compares with)
 FAMILIES: dict[str, tuple[str, str, str]] = {
     "AlexNet": ("alexnet", "alexnet", "Zennit"),
-    "ConvNeXt": ("convnext", "convnext_tiny", "partition; after LayerNorm lands"),
+    "ConvNeXt": ("convnext", "convnext_tiny", "partition"),
     "DenseNet": ("densenet", "densenet121", "Zennit, Epsilon on the BatchNorms"),
     "EfficientNet": ("efficientnet_b", "efficientnet_b0", "Zennit on frozen-gate twin"),
     "EfficientNetV2": ("efficientnet_v2", "efficientnet_v2_s", "partition"),
     "GoogLeNet": ("googlenet", "googlenet", "Zennit"),
     "Inception v3": ("inception", "inception_v3", "partition"),
-    "MaxViT": ("maxvit", "maxvit_t", "(attention work)"),
+    "MaxViT": ("maxvit", "maxvit_t", "LXT-style gradient (attention units), partition"),
     "MNASNet": ("mnasnet", "mnasnet0_5", "partition"),
     "MobileNetV2": ("mobilenet_v2", "mobilenet_v2", "Zennit"),
     "MobileNetV3": ("mobilenet_v3", "mobilenet_v3_small", "Zennit on frozen-gate twin"),
@@ -46,9 +46,9 @@ FAMILIES: dict[str, tuple[str, str, str]] = {
     "ResNeXt": ("resnext", "resnext50_32x4d", "Zennit"),
     "ShuffleNetV2": ("shufflenet", "shufflenet_v2_x0_5", "Zennit"),
     "SqueezeNet": ("squeezenet", "squeezenet1_1", "Zennit"),
-    "Swin": ("swin", "swin_t", "(attention work)"),
+    "Swin": ("swin", "swin_t", "LXT-style gradient (attention units), partition"),
     "VGG": ("vgg", "vgg11", "Zennit, zennit-crp"),
-    "ViT": ("vit", "vit_b_16", "(attention work: LXT)"),
+    "ViT": ("vit", "vit_b_16", "LXT (vit_b_16, float64)"),
     "Wide ResNet": ("wide_resnet", "wide_resnet50_2", "as ResNet50 (same blocks)"),
 }
 # inputs the builders need (the others take 224, or anything down to 32)

@@ -12,3 +12,11 @@ def test_engine_benchmark_tiny():
         assert needle in text, needle
     ratios = printed_ratios(text)
     assert ratios and all(r > 0 for r in ratios)
+
+
+def test_engine_benchmark_vit_tiny():
+    text = run_benchmark("engine.py", "--tiny", "--models", "vit_b_16")
+    for needle in ("vit_b_16, 32x32", "full heatmap, cp_lrp", "full heatmap, attn_lrp", "LXT",
+                   "single-dimension conditions", "peak memory"):
+        assert needle in text, needle
+    assert all(r > 0 for r in printed_ratios(text))

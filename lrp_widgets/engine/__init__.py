@@ -12,6 +12,7 @@ Examples
 >>> exp.conditional_heatmap("0", channels=[1]).shape
 torch.Size([1, 4, 4])
 """
+from .attention import AttnLRP, CPLRP, MatMul, ScaledDotProductAttention
 from .composites import COMPOSITE_NAMES, Composite, Mean, Sum, named_composite
 from .errors import InputError, LRPError, RuleError, UnsupportedLayerError
 from .explainer import DEFAULT_MAX_BYTES, Explainer, Explanation
@@ -21,7 +22,7 @@ from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, WSquare, Z
 
 __all__ = [
     "Explainer", "Explanation", "Composite", "named_composite", "COMPOSITE_NAMES", "Sum",
-    "Mean",
+    "Mean", "AttnLRP", "CPLRP", "MatMul", "ScaledDotProductAttention",
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
     "LRPError", "UnsupportedLayerError", "InputError", "SUPPORTED", "DEFAULT_MAX_BYTES",
     "check_target", "check_channels", "check_bounds", "RuleError",

@@ -53,6 +53,18 @@ def role_types(role: str) -> tuple[type, ...]:
     from .registry import REGISTRY
     return REGISTRY.module_types(role)
 
+def attention_types() -> tuple[type, ...]:
+    """What the composites' attention slot matches: the registry's attention modules and
+    the stand-ins for attention functions (``MatMul``, ``ScaledDotProductAttention``)."""
+    from .attention import ATTENTION_MARKERS   # imported late: attention imports steps, us
+    return role_types("attention") + ATTENTION_MARKERS
+
+
+def _attention_rules() -> tuple[type, type]:
+    from .attention import AttnLRP, CPLRP
+    return AttnLRP, CPLRP
+
+
 TypeKey = Union[type, tuple]
 LayerMap = Union[Mapping[TypeKey, Rule], Sequence[tuple[TypeKey, Rule]]]
 
@@ -74,9 +86,11 @@ class Composite:
     ----------
     layer_map : mapping or sequence of (type or tuple of types, Rule)
         The first entry whose types match a layer (``isinstance``) gives its rule.
-        Average pooling, residual sums and BatchNorms that cannot be merged default to
-        :class:`Norm` when not mapped (the registry's ``"pool"``, ``"sum"`` and
-        ``"batchnorm"`` slots).
+        Average pooling, residual sums, BatchNorms that cannot be merged and LayerNorm
+        default to :class:`Norm` when not mapped (the registry's ``"pool"``, ``"sum"``,
+        ``"batchnorm"`` and ``"layernorm"`` slots), attention (``nn.MultiheadAttention``,
+        scaled dot-product, softmax, products of two signals, Swin's and MaxViT's
+        attention: the ``"attention"`` slot) to :class:`~.attention.AttnLRP`.
     first_map : same form, optional
         Checked first for the Linear/Conv layer nearest the input.
     name_map : mapping of dotted layer name to Rule, optional
@@ -92,7 +106,9 @@ class Composite:
         self._n_given = len(user)
         self.layer_map = user + [
             (role_types("pool"), Norm(stabilizer)), (Sum, Norm(stabilizer)),
-            (role_types("batchnorm"), Norm(stabilizer))]
+            (role_types("batchnorm"), Norm(stabilizer)),
+            (role_types("layernorm"), Norm(stabilizer)),
+            (attention_types(), _attention_rules()[0](stabilizer))]
         self.first_map = _as_pairs(first_map)
         self.name_map = dict(name_map or {})
         self.name = name
@@ -116,26 +132,43 @@ class Composite:
 
 
 COMPOSITE_NAMES = ("epsilon_plus", "epsilon_plus_flat", "epsilon_gamma_box",
-                   "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon")
+                   "epsilon_alpha2_beta1", "epsilon_alpha2_beta1_flat", "epsilon",
+                   "cp_lrp", "attn_lrp")
 
 
 def named_composite(name: str, input_bounds: Optional[tuple[Any, Any]] = None,
-                    epsilon: float = 1e-6, stabilizer: float = 1e-6,
+                    epsilon: Optional[float] = None, stabilizer: Optional[float] = None,
                     gamma: float = 0.25) -> Composite:
     """One of the named composites, with Zennit's default parameters.
 
     Parameters
     ----------
     name : str
-        One of ``COMPOSITE_NAMES``.
+        One of ``COMPOSITE_NAMES``. ``"cp_lrp"`` and ``"attn_lrp"`` are the transformer
+        rule sets: ε on Linear/Conv and LayerNorm (its normalisation held constant,
+        see norms.py), and on attention CP-LRP (weights constant; LXT's default for
+        torchvision's ViT, which this reproduces) or AttnLRP (uniform products,
+        linearised softmax); activations such as GELU pass relevance (LXT's identity
+        rule), residual sums (and average pooling) are split in proportion. Their ε
+        and stabiliser default to 1e-12: LXT's efficient mode, which they reproduce,
+        divides by no stabiliser at all (relevance as input times a modified
+        gradient), and agrees with them to about that relative precision.
     input_bounds : (low, high), optional
         Needed by ``epsilon_gamma_box`` (the ZBox rule of the first layer).
     epsilon, stabilizer, gamma : float
         ε of the Linear layers (and everywhere for ``"epsilon"``), the denominators'
-        stabiliser of the other rules, and γ of ``epsilon_gamma_box``.
+        stabiliser of the other rules, and γ of ``epsilon_gamma_box``. ε and the
+        stabiliser default to 1e-6 (Zennit's), 1e-12 for the transformer composites.
     """
+    tiny = 1e-12 if name in ("cp_lrp", "attn_lrp") else 1e-6
+    epsilon = tiny if epsilon is None else epsilon
+    stabilizer = tiny if stabilizer is None else stabilizer
     conv_types = role_types("conv")
     linear = (role_types("linear"), Epsilon(epsilon))
+    if name in ("cp_lrp", "attn_lrp"):
+        attention = _attention_rules()[name == "cp_lrp"](epsilon)
+        return Composite([(conv_types + linear[0] + role_types("layernorm"), Epsilon(epsilon)),
+                          (attention_types(), attention)], name=name, stabilizer=stabilizer)
     if name == "epsilon":
         return Composite([(conv_types + linear[0], Epsilon(epsilon))], name=name,
                          stabilizer=stabilizer)

@@ -20,6 +20,7 @@ from torch import nn
 from .composites import Composite, resolve_composite
 from .errors import InputError, RuleError
 from .plan import Plan, build_plan
+from .layout import feature_axes
 from .relevance_support import mark_positive_relevance
 from .rules import ZBox
 from .steps import InputStep, StepPropagator
@@ -205,6 +206,7 @@ class Explanation:
         self.input = x
         self._acts = acts
         self._ctxs = ctxs
+        self._feature_axes = feature_axes(self.plan.steps, acts)
         self.target = target
         self.init = init
         self.output = acts[self.plan.output][0].detach()
@@ -242,15 +244,16 @@ class Explanation:
         return self._acts[self.layer_index(layer)][0]
 
     def channel_relevance(self, layer: str) -> torch.Tensor:
-        """Relevance at ``layer`` summed over all axes but the channel axis: ``(channels,)``.
-
-        The channel axis is the first (after the batch axis), except for an LSTM, whose
-        output ``(T, H)`` has its units as channels (axis 1)."""
-        r = self.relevance(layer).movedim(self._channel_axis(self.layer_index(layer)), 0)
+        """Relevance at ``layer`` summed over all axes but the channel axis: ``(channels,)``."""
+        r = self.relevance(layer).movedim(self.channel_axis(layer), 0)
         return r.reshape(r.shape[0], -1).sum(dim=1) if r.dim() > 1 else r.clone()
 
-    def _channel_axis(self, idx: int) -> int:
-        return getattr(self.plan.steps[idx], "channel_axis", 0)
+    def channel_axis(self, layer: str) -> int:
+        """The axis of :meth:`layer_shape` that ``channels=`` selects: 0 (``(C, H, W)``),
+        or the last one at token layers of transformers (``(tokens, dim)``), whose
+        channels are the embedding dimensions, and at an LSTM's output ``(T, H)``, whose
+        channels are its hidden units."""
+        return self._feature_axes[self.layer_index(layer)]
 
     def conservation(self) -> dict[str, float]:
         """Total relevance of every listed layer, output first, and of the input last."""
@@ -308,7 +311,7 @@ class Explanation:
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
         masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
-                                self._channel_axis(idx))
+                                 self._feature_axes[idx])
         r_layer = self._full_relevance(idx)
         x_shape = tuple(self.input.shape[1:])
         out = r_layer.new_zeros((len(masks),) + x_shape)
@@ -334,7 +337,7 @@ class Explanation:
                              "the output towards the input")
         shape = tuple(self._acts[idx].shape[1:])
         masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
-                                self._channel_axis(idx))
+                                 self._feature_axes[idx])
         r_layer = self._full_relevance(idx)
         out = r_layer.new_zeros((len(masks),) + tuple(self._acts[low].shape[1:]))
         chunk = self._chunk_size(idx, max_bytes)
@@ -362,7 +365,7 @@ class Explanation:
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
         masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
-                                self._channel_axis(idx))
+                                 self._feature_axes[idx])
         act = self._acts[idx]
         out = act.new_zeros((len(masks),) + tuple(self.input.shape[1:]))
         chunk = self._chunk_size(idx, max_bytes)
@@ -503,9 +506,8 @@ class _SelectionMasks:
     def __init__(self, selections: Any, shape: tuple[int, ...], device: torch.device,
                  layer: str, axis: int = 0) -> None:
         self.shape, self.device, self.layer = shape, device, layer
-        self.axis = axis                      # the channel axis of the layer's output
-        # a channel vector's view over the layer's output: channels on their axis
-        self.channel_view = tuple(n if k == axis else 1 for k, n in enumerate(shape))
+        self.axis = axis                   # where the channels are: 0, or the last axis
+        self.channel_shape = tuple(n if d == axis else 1 for d, n in enumerate(shape))
         if isinstance(selections, np.ndarray):
             selections = torch.from_numpy(selections)
         if isinstance(selections, torch.Tensor):
@@ -549,11 +551,11 @@ class _SelectionMasks:
         if all(m is None for _, m in items):
             chans = [c if c is not None else torch.ones(self.shape[self.axis], dtype=torch.bool,
                                                          device=self.device) for c, _ in items]
-            return torch.stack(chans).view((len(items),) + self.channel_view)
+            return torch.stack(chans).view((len(items),) + self.channel_shape)
         out = torch.ones((len(items),) + self.shape, dtype=torch.bool, device=self.device)
         for k, (chan, mask) in enumerate(items):
             if chan is not None:
-                out[k] &= chan.view(self.channel_view)
+                out[k] &= chan.view(self.channel_shape)
             if mask is not None:
                 out[k] &= mask
         return out

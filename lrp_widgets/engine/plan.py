@@ -22,6 +22,7 @@ from .registry import MERGED, REGISTRY, Call, Operation, describe_target
 from .steps import AffineStep, InputStep, Step
 from . import operations  # noqa: F401  (fills the registry with the built-in operations)
 from . import recurrent  # noqa: F401  (recurrent layers: reservoir, LSTM)
+from . import transformer_ops  # noqa: F401  (LayerNorm, attention: their entries)
 
 _SHAPE_METHOD = {"size", "dim", "numel"}
 _SHAPE_ATTR = {"shape", "ndim", "dtype", "device"}
@@ -86,6 +87,8 @@ class Plan:
             return None
         step = users[0]
         dims = step.layer.spatial_dims
+        if dims == 0 and any(s.role == "attention" for s in self.steps):
+            return 3, f"'{step.name}' (Linear) of a transformer expects tokens (L, F) or (1, L, F)"
         if dims == 0:
             return 2, f"'{step.name}' (Linear) expects (F,) or (1, F)"
         axes = "(C, L)" if dims == 1 else "(C, H, W)"
@@ -281,8 +284,10 @@ class _Builder:
         return MERGED
 
 
-def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int]) -> dict[str, int]:
-    """Names of submodules (e.g. ResNet blocks) whose output is a single step."""
+def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int],
+                       shape_nodes: frozenset = frozenset()) -> dict[str, int]:
+    """Names of submodules (e.g. ResNet blocks) whose output is a single step. Reading a
+    tensor's shape (``B, C, H, W = x.shape`` in the next block) is no use of it."""
     members: dict[str, set[fx.Node]] = {}
     for node in graph.nodes:
         if node not in node_step:
@@ -298,7 +303,7 @@ def _container_aliases(graph: fx.Graph, node_step: dict[fx.Node, int]) -> dict[s
         if "@" in path or len(nodes) < 2:
             continue
         outs = {node_step[n] for n in nodes
-                if any(u not in nodes for u in n.users)}
+                if any(u not in nodes and u not in shape_nodes for u in n.users)}
         if len(outs) == 1:
             aliases[path] = outs.pop()
     return aliases
@@ -325,7 +330,7 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
             output = b.node_step[out]
     if output is None or not b.steps or not isinstance(b.steps[0], InputStep):
         raise UnsupportedLayerError("the model has no input or no output", "", "")
-    aliases = _container_aliases(graph, b.node_step)
+    aliases = _container_aliases(graph, b.node_step, frozenset(b.shape_nodes))
     names = dict(b.names)
     for alias, idx in aliases.items():
         names.setdefault(alias, idx)
@@ -333,6 +338,7 @@ def build_plan(model: nn.Module, canonize: bool = True) -> Plan:
     first = next((i for i, s in enumerate(b.steps) if isinstance(s, AffineStep)), None)
     if first is not None and any(getattr(s, "recurrent", False) for s in b.steps[:first]):
         first = None              # a recurrent layer is nearest the input: no first-layer rule
+    transformer_ops.mark_attention_scores(b.steps)
     return Plan(graph, b.steps, b.node_step, names, layers, output, first, b.tuple_nodes)
 
 

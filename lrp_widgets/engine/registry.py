@@ -8,7 +8,8 @@ tensor method such as ``x.permute``) is one :class:`Operation` entry. The entry 
   runs it forward and sends relevance back,
 * its rule ``role``: which slot of a composite gives it its rule (``"conv"`` and
   ``"linear"``: the composite's Linear/Conv rules; ``"pool"``, ``"sum"``,
-  ``"batchnorm"``: the proportional Norm rule unless a composite maps the type;
+  ``"batchnorm"``, ``"layernorm"``: the proportional Norm rule unless a composite
+  maps the type; ``"attention"``: AttnLRP unless a composite maps it (CPLRP);
   ``None``: no rule, relevance is routed by the step itself),
 * a human-readable ``name`` for the supported-layers text (:data:`SUPPORTED` and the
   README are generated from the entries).
@@ -51,7 +52,7 @@ from torch import nn
 from .errors import UnsupportedLayerError
 
 #: rule roles: which composite slot gives an operation its rule
-ROLES = ("conv", "linear", "pool", "sum", "batchnorm", None)
+ROLES = ("conv", "linear", "pool", "sum", "batchnorm", "layernorm", "attention", None)
 
 #: returned by a builder that folded its call into an earlier step (a merged BatchNorm)
 MERGED = object()
@@ -126,7 +127,8 @@ class Operation:
         named ``"package.module:Class"``: it is looked up only once that module is
         imported (so the engine never imports torchvision itself).
     functions : tuple
-        Functions it handles, matched by identity (``torch.cat``, ``operator.add``).
+        Functions it handles, matched by identity (``torch.cat``, ``operator.add``); a
+        function of an optional package may be named as a type may.
     methods : tuple of str
         Tensor methods it handles (``"permute"``).
     role : str or None
@@ -177,7 +179,8 @@ class Registry:
         return [op for op in self.operations if op.modules and isinstance(module, _types(op))]
 
     def for_function(self, target: Any) -> list[Operation]:
-        return [op for op in self.operations if any(target is f for f in op.functions)]
+        return [op for op in self.operations if any(
+            target is f or (isinstance(f, str) and _resolve(f) is target) for f in op.functions)]
 
     def for_method(self, method: str) -> list[Operation]:
         return [op for op in self.operations if method in op.methods]
@@ -210,19 +213,22 @@ class Registry:
         return "\n".join(rows)
 
 
+def _resolve(name: str) -> Any:
+    """``"package.module:Name"`` if that module is imported, else None."""
+    path, _, qualname = name.partition(":")
+    found: Any = sys.modules.get(path)
+    for part in qualname.split("."):
+        found = getattr(found, part, None)
+    return found
+
+
 def _types(op: Operation) -> tuple[type, ...]:
     """``op.modules`` with names of types resolved where their module is imported."""
     out = []
     for t in op.modules:
-        if isinstance(t, str):
-            path, _, qualname = t.partition(":")
-            found: Any = sys.modules.get(path)
-            for part in qualname.split("."):
-                found = getattr(found, part, None)
-            if isinstance(found, type):
-                out.append(found)
-        else:
-            out.append(t)
+        found = _resolve(t) if isinstance(t, str) else t
+        if isinstance(found, type):
+            out.append(found)
     return tuple(out)
 
 
