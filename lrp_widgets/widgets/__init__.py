@@ -6,7 +6,7 @@ No front-end code of its own: a pure composition of existing widget libraries.
 Examples
 --------
 >>> from lrp_widgets.widgets import Explorer
->>> ex = Explorer(sync=True, curve=False, graph=False)     # embedded model, offline
+>>> ex = Explorer(sync=True, curve=False, graph=False, maps=False)     # embedded model, offline
 >>> ex.select_channels([0, 5]); ex.state["channels"]
 [0, 5]
 >>> ex.close()
@@ -17,9 +17,10 @@ from .explorer import Explorer, analysis_function
 from .export import export_files, write_export
 from .imageio import ImageDecodeError, decode_image, encode_png
 from .plots import BarPlot, CurvePlot, GraphPlot, graph_view_data
+from .progress import ProgressBar
 from .scheduler import LatestWins, Superseded
 
 __all__ = ["Explorer", "Choice", "LatestWins", "Superseded", "LayeredCanvas", "DragTracker",
            "drawing", "CurvePlot", "BarPlot", "GraphPlot", "graph_view_data", "encode_png",
            "decode_image", "ImageDecodeError", "export_files", "write_export",
-           "analysis_function"]
+           "analysis_function", "ProgressBar"]
