@@ -407,8 +407,10 @@ class Explorer(W.VBox):
         try:
             pixels = torch.from_numpy(decode_image(data, self.input_hw, channels=c, info=info))
         except ImageDecodeError as exc:
-            self.lanes.report(f"upload {name!r}: {exc}")
-            raise
+            # Name the file, not the bytes object the decoder saw.
+            message = f"upload {name!r}: {str(exc).split(' (', 1)[0]}"
+            self.lanes.report(message)
+            raise ImageDecodeError(message) from exc
         if tuple(info["original_hw"]) != tuple(self.input_hw):
             oh, ow = info["original_hw"]
             self._note(f"{name}: resized from {oh}x{ow} to {self.input_hw[0]}x{self.input_hw[1]}")
