@@ -70,9 +70,16 @@ def test_a_bad_pair_is_caught():
 def test_no_hard_coded_colours_in_rules():
     # every colour in the generated CSS comes through a theme variable
     for line in theme_css().splitlines():
+        if "{" not in line:
+            continue
         for decl in line.split("{", 1)[1].split(";"):
             if decl.strip().startswith(("color", "background-color")):
                 assert "var(--jp-" in decl, line
+
+
+def test_upload_counter_label_is_replaced():
+    css = theme_css()
+    assert ".lrp-upload-button { font-size: 0" in css and 'content: "upload image"' in css
 
 
 def test_resolve_var_errors():

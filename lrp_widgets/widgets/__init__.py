@@ -11,16 +11,21 @@ Examples
 [0, 5]
 >>> ex.close()
 """
+from .bars_view import BarsView
 from .canvases import DragTracker, LayeredCanvas, drawing
 from .choice import Choice
 from .explorer import Explorer, analysis_function
-from .export import export_files, write_export
+from .export import ExportPanel, export_files, full_resolution, write_export
+from .graph_view import GraphView
 from .imageio import ImageDecodeError, decode_image, encode_png
 from .plots import BarPlot, CurvePlot, GraphPlot, graph_view_data
 from .progress import ProgressBar
 from .scheduler import LatestWins, Superseded
+from .theme import theme_style
+from .upload import UploadPanel
 
 __all__ = ["Explorer", "Choice", "LatestWins", "Superseded", "LayeredCanvas", "DragTracker",
            "drawing", "CurvePlot", "BarPlot", "GraphPlot", "graph_view_data", "encode_png",
            "decode_image", "ImageDecodeError", "export_files", "write_export",
-           "analysis_function", "ProgressBar"]
+           "analysis_function", "BarsView", "GraphView", "UploadPanel", "ExportPanel",
+           "full_resolution", "theme_style", "ProgressBar"]

@@ -25,7 +25,7 @@ import html
 import re
 from typing import Mapping, Optional, Sequence
 
-__all__ = ["THEME_RULES", "FALLBACKS", "theme_css", "theme_style", "hint", "note",
+__all__ = ["THEME_RULES", "FALLBACKS", "LAYOUT_CSS", "theme_css", "theme_style", "hint", "note",
            "contrast_ratio", "parse_color", "resolve_var", "theme_variables"]
 
 #: Light-theme values used where a front end defines no ``--jp-*`` variables.
@@ -63,6 +63,16 @@ THEME_RULES: dict[str, tuple[str, str, str]] = {
 }
 
 
+#: Rules without colours. ipywidgets' FileUpload always labels itself "<description> (<n
+#: files>)"; the panel empties its value after each file (so the same file can be chosen
+#: again), which would read "(0)". The label is hidden and replaced; the icon keeps its size.
+LAYOUT_CSS = """\
+.lrp-upload-button { font-size: 0 !important; }
+.lrp-upload-button i { font-size: var(--jp-widgets-font-size, 13px); }
+.lrp-upload-button::after { content: "upload image"; font-size: var(--jp-widgets-font-size, 13px);
+  margin-left: 4px; }"""
+
+
 def _var(name: str) -> str:
     return f"var({name}, {FALLBACKS[name]})"
 
@@ -81,6 +91,8 @@ def theme_css(rules: Optional[Mapping[str, tuple[str, str, str]]] = None) -> str
     for selector, (fg, bg, extra) in rules.items():
         body = f"color: {_var(fg)}; background-color: {_var(bg)};"
         lines.append(f"{selector} {{ {body}{' ' + extra if extra else ''} }}")
+    if rules is THEME_RULES:
+        lines.append(LAYOUT_CSS)
     return "\n".join(lines)
 
 
