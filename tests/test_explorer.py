@@ -8,6 +8,7 @@ import gc
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -22,7 +23,7 @@ from lrp_widgets.widgets.choice import Choice
 from lrp_widgets.widgets.compute import Compute
 from lrp_widgets.widgets.state import ExplorerState
 from lrp_widgets.render import canvas_rect_to_mask
-from lrp_widgets.widgets.imageio import encode_png
+from lrp_widgets.widgets.imageio import ImageDecodeError, encode_png
 
 
 @pytest.fixture(autouse=True)
@@ -55,9 +56,9 @@ def drag(widget, x0, y0, x1, y1, steps=4):
 
 def upload(explorer, name, content):
     """What the front end sends when a file is chosen (ipywidgets' FileUpload wire format)."""
-    explorer.toolbar.upload.set_state({"value": [{"name": name, "type": "image/png", "size": len(content),
-                                          "content": memoryview(content),
-                                          "last_modified": 1_700_000_000_000}]})
+    explorer.analysis_view.upload.button.set_state({"value": [{
+        "name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
+        "last_modified": 1_700_000_000_000}]})
 
 
 def shift(widget):
@@ -200,9 +201,7 @@ def _all_widgets(root):
         w = stack.pop()
         out.append(w)
         stack.extend(getattr(w, "children", ()) or ())
-        fig = getattr(w, "figure", None)
-    out += [p.figure for p in root.analysis_view.plots()]
-    return out
+    return out + root.analysis_view.figures()
 
 
 def test_state_is_read_only_snapshot(ex):
@@ -321,7 +320,7 @@ def test_select_layer_clears_and_validates(ex):
     ex.select_layer("features.6")
     assert ex.state["layer"] == "features.6" and ex.state["channels"] == []
     assert ex.toolbar.layer_select.value == "features.6"
-    assert len(ex.analysis_view.bar_plot.order) == 32
+    assert len(ex.analysis_view.bars.relevance) == 32
     with pytest.raises(LRPError, match="unknown layer"):
         ex.select_layer("nope")
 
@@ -479,17 +478,20 @@ def test_relevance_graph_and_lower_node_click_navigates():
         explorer.select_channels([5])
         g = relevance_graph(explorer.explanation, "features.9", [5], depth=3, width=4)
         assert [tuple(n) for n in explorer.state["graph_nodes"]] == list(g.nodes)
-        plot = explorer.analysis_view.graph_plot
-        lower = next(i for i, n in enumerate(g.nodes) if n[0] != "features.9")
-        data = dict(plot.mark.node_data[lower], index=lower)
-        plot.mark._handle_custom_msg({"event": "element_click", "data": data}, [])
-        layer, channel = list(g.nodes)[lower]
+        view = explorer.analysis_view.graph
+        assert view.top_layer == "features.9"
+        lower = next(i for i, n in enumerate(view.nodes) if n[0] != "features.9")
+        layer, channel = view.nodes[lower]
+        view.node_mark._handle_custom_msg({"event": "element_click",
+                                           "data": {"index": lower}}, [])
         assert explorer.state["layer"] == layer and explorer.state["channels"] == [channel]
         assert explorer.toolbar.layer_select.value == layer
-        # The new graph starts at the clicked node: a connected graph, not isolated nodes.
-        nodes = [tuple(n) for n in explorer.state["graph_nodes"]]
-        assert (layer, channel) in nodes
-        assert len(nodes) == 1 or explorer.lanes._graph.number_of_edges() > 0
+        # The new graph starts at the clicked node: connected, not isolated nodes.
+        graph = explorer.lanes._graph
+        assert (layer, channel) in graph.nodes and view.top_layer == layer
+        assert explorer.layers.index(layer) == 0 or graph.number_of_edges() > 0
+        view.move(-1)                                          # "lower layer" navigation
+        assert view.top_layer != layer and explorer.lanes._graph is not graph
     finally:
         explorer.close()
 
@@ -560,13 +562,15 @@ def test_buttons_and_dropdowns(ex):
     assert ex.state["target"] == ex.toolbar.target_select.options[1][1]
 
 
-def test_bar_brush_and_click_select_channels(ex):
-    bars = ex.analysis_view.bar_plot
-    order = bars.order
-    bars.brush.selected = [-0.4, 2.4]
-    assert ex.state["channels"] == sorted(order[:3].tolist())
+def test_bars_click_selects_and_follow_selection(ex):
+    bars = ex.analysis_view.bars
+    shown = list(bars.shown)
     bars.bars._handle_custom_msg({"event": "element_click", "data": {"index": 0}}, [])
-    assert ex.state["channels"] == sorted(order[1:3].tolist())
+    assert ex.state["channels"] == [int(shown[0])]
+    bars.bars._handle_custom_msg({"event": "element_click", "data": {"index": 1}}, [])
+    assert ex.state["channels"] == sorted([int(shown[0]), int(shown[1])])
+    ex.select_channels([int(shown[2])])
+    assert bars.selected == [int(shown[2])]
 
 
 # -- latest wins under a burst ---------------------------------------------------------
@@ -602,19 +606,32 @@ def test_burst_of_100_gestures_computes_at_most_a_few_more():
 
 def test_non_image_upload_shows_message_and_keeps_working(ex):
     upload(ex, "notes.png", b"hello")
-    assert "not a PNG or JPEG" in ex.state["error"] and "notes.png" in ex.state["error"]
+    message = ex.analysis_view.upload.message                  # shown beside the button
+    assert "notes.png" in message and "BytesIO" not in message
     assert len(ex.image_names) == 8
+    with pytest.raises(ImageDecodeError, match="notes.png"):
+        ex.load_image(b"hello", "notes.png")                  # the Python action raises
+    assert "notes.png" in ex.state["error"] and "BytesIO" not in ex.state["error"]
     ex.select_channels([1])
     assert ex.state["error"] is None and ex.state["channels"] == [1]
 
 
-def test_upload_is_shown(ex):
+def test_upload_keeps_aspect_ratio_and_fit_mode_is_applied(ex):
     rgb = np.zeros((100, 80, 3), np.uint8)
-    rgb[30:70, 20:60] = 255
+    rgb[30:70, 20:60] = 255                                  # a 40x40 square
     upload(ex, "big.png", encode_png(rgb))
     assert ex.state["error"] is None and ex.state["image"] == "upload 1: big.png"
-    assert ex.explanation.input.shape[-2:] == (64, 64)
-    assert ex.toolbar.upload.value == ()
+    x = ex.explanation.input[0]
+    assert x.shape[-2:] == (64, 64)
+    white = (x.mean(0) > 0.5).numpy()
+    rows, cols = np.flatnonzero(white.any(1)), np.flatnonzero(white.any(0))
+    assert abs(len(rows) - len(cols)) <= 1                   # a square stays a square
+    panel = ex.analysis_view.upload
+    assert panel.button.value == () and "big.png" in panel.message
+    panel.mode = "letterbox"                                 # the toggle: the image is redone
+    assert ex.state["image"] == "upload 1: big.png" and ex.image_names.count(
+        "upload 1: big.png") == 1
+    assert not torch.equal(ex.explanation.input[0], x)
 
 
 def test_callback_errors_never_escape(ex, monkeypatch):
@@ -636,10 +653,15 @@ def test_export_directory_zip_and_download(ex, tmp_path):
     assert np.array_equal(arrays["selection_heatmap"], ex.lanes.shown.frame.selection)
     summary = json.loads((tmp_path / "out" / "selection.json").read_text())
     assert summary["channels"] == [2, 3] and summary["mse"] == ex.state["mse"]
-    ex.analysis_view.export_path.value = str(tmp_path / "button")
-    ex.analysis_view.export_button.click()
-    assert "data:application/zip;base64," in ex.analysis_view.download.value
-    assert str(tmp_path / "button") in ex.analysis_view.download.value      # absolute
+    panel = ex.analysis_view.export
+    panel.path_text.value = str(tmp_path / "button")
+    panel.button.click()
+    panel.button.click()                                      # feedback every time
+    assert panel.count == 2 and "export 2" in panel.message
+    assert "data:application/zip;base64," in panel.link.value
+    written = Path(panel.last_path)
+    assert written.is_absolute() and (written / "selection.json").exists()
+    assert PIL.open(written / "selection_heatmap.png").size == (256, 256)   # full resolution
     assert PIL.open(tmp_path / "out" / "selection_heatmap.png").mode == "RGBA"
 
 

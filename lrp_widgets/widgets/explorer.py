@@ -17,10 +17,8 @@ deconvolution and graph may follow (:meth:`Explorer.wait` waits for everything).
 """
 from __future__ import annotations
 
-import base64
 import html
 import importlib
-from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional, Union
 
@@ -29,26 +27,27 @@ import numpy as np
 import torch
 
 from lrp_widgets.engine import COMPOSITE_NAMES, Explanation, InputError, LRPError
-from lrp_widgets.render import COLORMAPS, canvas_rect_to_mask, overlay
+from lrp_widgets.engine.validation import check_bounds, check_channels, check_target
+from lrp_widgets.render import COLORMAPS, canvas_rect_to_mask
 
 from .choice import Choice
 from .compute import DEFAULT_MAX_BYTES, Compute
 from .config import (bounds_from, class_names, default_inputs, default_layer, describe_bounds,
                      image_list, parse_bounds)
-from .export import export_files, write_export, zip_bytes
+from .export import write_export
 from .geometry import rect_to_tiles
-from .imageio import ImageDecodeError, decode_image, resize_chw
+from .images import ImageStore
+from .imageio import ImageDecodeError
 from .lanes import Lanes, describe
 from .progress import ProgressRow
 from .state import SCALES, UNITS, ExplorerState, View
 from .theme import theme_style
+from .snapshot import export_snapshot
 from .views import AnalysisView, GridView, HeatmapPanel, InputView, SelectionTools, Toolbar
+from .views.layout import Echo, main_row, owned_widgets, scale_toggle
 from .views.controls import status_html
 
 __all__ = ["Explorer", "analysis_function"]
-
-MAX_UPLOADS = 16
-
 
 def analysis_function(module: str, name: str) -> Optional[Callable[..., Any]]:
     """``lrp_widgets.analysis.<module>.<name>``, or None while that module does not exist.
@@ -122,15 +121,14 @@ class Explorer(W.VBox):
         self._model, images = default_inputs(model, images)
         self._meta = getattr(self._model, "meta", None)
         self.atlas = atlas
-        self._notes: list[str] = []
-        self._images: OrderedDict[str, tuple[str, torch.Tensor]] = OrderedDict()
-        self._tensors: dict[str, torch.Tensor] = {}
-        self._counter = self._uploads = 0
+        self.images = ImageStore(self._meta)
+        self._notes = self.images.notes
         for name, x in image_list(images, getattr(self._meta, "classes", None)):
-            self._add_image(x, name)
-        first = next(iter(self._images))
-        self.compute = Compute(self._model, self._tensors, max_cache_bytes)
-        bounds = bounds_from(input_bounds, self._meta, list(self._tensors.values()))
+            self.images.add(x, name)
+        first = next(iter(self.images))
+        self.compute = Compute(self._model, self.images, max_cache_bytes)
+        bounds = bounds_from(input_bounds, self._meta, list(self.images.values()))
+        check_bounds(bounds, self.images[first][None])          # raises naming input_bounds
         self.view_state = ExplorerState(image=first, composite=composite, bounds=bounds)
         exp = self._first_explanation(self.view_state.view())
         self.classes = class_names(classes, self._model, int(exp.output.numel()))
@@ -145,26 +143,6 @@ class Explorer(W.VBox):
         self.lanes.submit(self.view_state.view(), wait=True)
 
     # ------------------------------------------------------------------ construction
-    def _add_image(self, x: torch.Tensor, name: str) -> str:
-        want = self._expected_hw() or tuple(x.shape[-2:])
-        if tuple(x.shape[-2:]) != want:
-            self._note(f"{name}: resized from {x.shape[-2]}x{x.shape[-1]} to "
-                       f"{want[0]}x{want[1]}")
-            x = resize_chw(x, want)
-        self._counter += 1
-        key = f"img{self._counter}"
-        self._images[key] = (name, x)
-        self._tensors[key] = x
-        return key
-
-    def _expected_hw(self) -> Optional[tuple[int, int]]:
-        size = getattr(self._meta, "input_size", None)
-        if size:
-            return (int(size[-2]), int(size[-1]))
-        if self._images:
-            return tuple(next(iter(self._images.values()))[1].shape[-2:])
-        return None
-
     def _first_explanation(self, view: View) -> Explanation:
         """Explain the first image now: configuration errors raise at construction."""
         try:
@@ -172,15 +150,15 @@ class Explorer(W.VBox):
         except LRPError:
             raise
         except Exception as exc:                 # noqa: BLE001 - re-raised with context
-            x = self._tensors[view.image]
+            x = self.images[view.image]
             raise InputError(f"images do not fit the model: an input of shape "
                              f"{tuple(x.shape)} fails in its forward pass "
                              f"({type(exc).__name__}: {exc})") from exc
 
     def _build(self, exp: Explanation, canvas_size: int, panel_size: int,
                grid_width: int) -> None:
-        hw = tuple(next(iter(self._tensors.values())).shape[-2:])
-        self.input_hw = hw
+        hw = self.input_hw = tuple(next(iter(self.images.values())).shape[-2:])
+        channels = int(next(iter(self.images.values())).shape[0])
         self.toolbar = Toolbar(COMPOSITE_NAMES, list(COLORMAPS))
         self.tools = SelectionTools()
         self.input_view = InputView(hw, canvas_size)
@@ -193,28 +171,19 @@ class Explorer(W.VBox):
                                                      panel_size * 3 // 4,
                                                      "deconvolution-panel")}
         self.panels["selection"].label.add_class("lrp-selection-readout")
-        self.scale_select = W.ToggleButtons(options=list(SCALES), tooltip="colour scale",
-                                            style={"button_width": "60px"}, tooltips=[
-            "the selection's heatmap at its own peak: small contributions stay visible",
-            "the full heatmap's colour scale: compare magnitudes with the full heatmap"])
+        self.scale_select = scale_toggle()
         self.legend = W.HTML()
-        self.analysis_view = AnalysisView(self._guard(self._on_bars),
-                                          self._guard(self._on_graph_node))
+        self.analysis_view = AnalysisView(
+            self._guard(self._on_bars), self._guard(self._on_graph_node),
+            self._guard(self._on_graph_navigate), lambda: self._export_files(full=True),
+            self._guard(self._on_uploaded), hw, channels=channels)
         self.progress = ProgressRow(self.cancel)
         self.toolbar.layer_select.options = exp.layers
         self.toolbar.layer_select.value = self.view_state.layer
         self._refresh_image_options()
         low, high = describe_bounds(self.view_state.bounds)
         self.toolbar.bounds_low.value, self.toolbar.bounds_high.value = f"{low:.4g}", f"{high:.4g}"
-        column = W.Layout(margin="0 12px 6px 0", flex="0 0 auto", align_items="flex-start")
-        selection = W.VBox([self.panels["selection"], self.scale_select], layout=column)
-        more = W.VBox([self.panels["heatmap"], self.legend, self.panels["deconvolution"]],
-                      layout=column)
-        main = W.HBox([self.input_view, W.VBox([self.grid_view, self.tools], layout=column),
-                       selection, more, self.analysis_view],
-                      layout=W.Layout(flex_flow="row wrap", align_items="flex-start",
-                                      max_width="100%"))
-        self.children = [theme_style(), self.toolbar, self.progress, main]
+        self.children = [theme_style(), self.toolbar, self.progress, main_row(self)]
         self.add_class("lrp-explorer")
         self.layout.max_width = "100%"
 
@@ -230,7 +199,6 @@ class Explorer(W.VBox):
         tb.layer_select.observe(g(lambda ch: ch["new"] and s.set_layer(ch["new"])), "value")
         tb.image_select.observe(g(lambda ch: ch["new"] and s.set_image(ch["new"])), "value")
         tb.target_select.observe(g(self._on_target), "value")
-        tb.upload.observe(g(self._on_upload), "value")
         tb.bounds_apply.on_click(g(lambda _b: self.set_bounds(
             parse_bounds(tb.bounds_low.value, tb.bounds_high.value), wait=False)))
         s.observe(g(lambda ch: tb.layer_select.set_trait("value", ch["new"])), "layer")
@@ -239,7 +207,6 @@ class Explorer(W.VBox):
         tools.clear_button.on_click(g(lambda _b: self.clear(wait=False)))
         tools.invert_button.on_click(g(lambda _b: self.invert(wait=False)))
         tools.optimise_button.on_click(g(lambda _b: self.optimise(wait=False)))
-        self.analysis_view.export_button.on_click(g(self._on_export))
         from .canvases import DragTracker
         self._grid_drag = DragTracker(self.grid_view.canvas.widget, g(self.grid_view.show_brush),
                                       g(self._grid_released), g(self._arm_add))
@@ -268,7 +235,7 @@ class Explorer(W.VBox):
     @property
     def image_names(self) -> list[str]:
         """Names of the images to choose from (samples, then uploads)."""
-        return [name for name, _ in self._images.values()]
+        return self.images.names
 
     @property
     def explanation(self) -> Optional[Explanation]:
@@ -291,17 +258,11 @@ class Explorer(W.VBox):
 
     def select_image(self, image: Union[int, str], wait: bool = True) -> None:
         """Show another image: an index into :attr:`image_names`, or a name."""
-        self._act(wait, lambda: self.view_state.set_image(self._image_key(image)))
+        self._act(wait, lambda: self.view_state.set_image(self.images.key_of(image)))
 
     def select_target(self, target: Optional[int], wait: bool = True) -> None:
         """Explain this class (None: the predicted one)."""
-        if target is not None:
-            n = len(self.classes)
-            if isinstance(target, bool) or not isinstance(target, (int, np.integer)) \
-                    or not 0 <= int(target) < n:
-                raise InputError(f"target must be a class index 0..{n - 1} or None, "
-                                 f"got {target!r}")
-            target = int(target)
+        target = check_target(target, len(self.classes))
         self._act(wait, lambda: setattr(self.view_state, "target", target))
 
     def select_composite(self, composite: str, wait: bool = True) -> None:
@@ -313,9 +274,8 @@ class Explorer(W.VBox):
 
     def set_bounds(self, bounds: tuple[Any, Any], wait: bool = True) -> None:
         """Input bounds ``(low, high)`` for ``epsilon_gamma_box``."""
+        check_bounds(bounds, self.images[self.view_state.image][None])
         low, high = describe_bounds(bounds)
-        if not low < high:
-            raise InputError(f"input_bounds need low < high, got {low} and {high}")
         self.toolbar.bounds_low.value, self.toolbar.bounds_high.value = f"{low:.4g}", f"{high:.4g}"
         self._act(wait, lambda: self.view_state.set_bounds(bounds))
 
@@ -401,31 +361,18 @@ class Explorer(W.VBox):
         self.lanes.cancel()
 
     def load_image(self, data: bytes, name: str = "upload", wait: bool = True) -> str:
-        """Add a PNG/JPEG image (resized to the model's input size) and show it."""
-        c = int(next(iter(self._tensors.values())).shape[0])
-        info: dict = {}
-        try:
-            pixels = torch.from_numpy(decode_image(data, self.input_hw, channels=c, info=info))
-        except ImageDecodeError as exc:
-            # Name the file, not the bytes object the decoder saw.
-            message = f"upload {name!r}: {str(exc).split(' (', 1)[0]}"
-            self.lanes.report(message)
-            raise ImageDecodeError(message) from exc
-        if tuple(info["original_hw"]) != tuple(self.input_hw):
-            oh, ow = info["original_hw"]
-            self._note(f"{name}: resized from {oh}x{ow} to {self.input_hw[0]}x{self.input_hw[1]}")
-        mean, std = getattr(self._meta, "mean", None), getattr(self._meta, "std", None)
-        if mean is not None and std is not None:
-            pixels = (pixels - mean) / std                 # uploads are in [0, 1]
-        self._uploads += 1
-        key = self._add_image(pixels, f"upload {self._uploads}: {name}")
-        uploads = [k for k, (n, _) in self._images.items() if n.startswith("upload ")]
-        for old in uploads[:-MAX_UPLOADS]:
-            if old != self.view_state.image:
-                del self._images[old], self._tensors[old]
-        self._refresh_image_options()
-        self._act(wait, lambda: self.view_state.set_image(key))
-        return key
+        """Add a PNG/JPEG image, fitted to the model's input size as the upload panel's
+        mode says (centre crop or letterbox: the aspect ratio is kept), and show it.
+
+        Raises ``ImageDecodeError`` naming the file for bytes that are not an image.
+        """
+        panel = self.analysis_view.upload
+        if not panel.handle_file(name, data):
+            self.lanes.report(html.unescape(panel.message.split(">", 1)[-1].rsplit("<", 1)[0]))
+            raise ImageDecodeError(f"upload {name!r} is not a PNG or JPEG image")
+        if wait:
+            self.lanes.wait_update()
+        return self._upload_key
 
     def export(self, path_or_dir: Union[str, Path]) -> list[Path]:
         """Write PNGs of the views, ``explorer.npz`` and ``selection.json`` into a
@@ -445,16 +392,7 @@ class Explorer(W.VBox):
         self.lanes.close()
         for link in self._links:
             link.unlink()
-        owned: list[W.Widget] = [w for w in _descendants(self) if w is not self]
-        for canvas in (self.input_view.canvas, self.grid_view.canvas,
-                       *(p.canvas for p in self.panels.values())):
-            owned += canvas.layers
-        for plot in self.analysis_view.plots():
-            fig = plot.figure
-            owned += [*fig.marks, *fig.axes, *[a.scale for a in fig.axes]]
-            owned += [m for m in vars(plot).values() if isinstance(m, W.Widget)]
-            owned += [sc for mark in fig.marks for sc in mark.scales.values()]
-        for w in owned:
+        for w in owned_widgets(self):
             w.close()
         super().close()
 
@@ -467,16 +405,7 @@ class Explorer(W.VBox):
         return self.compute.layer_shape(self.view_state.view())
 
     def _check_channels(self, channels: Iterable[int]) -> list[int]:
-        n = self._layer_shape()[0]
-        out = []
-        for c in channels:
-            if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-                raise InputError(f"channels must be integers, got {c!r}")
-            if not 0 <= int(c) < n:
-                raise InputError(f"channel {int(c)} is out of range: layer "
-                                 f"{self.view_state.layer!r} has {n} channels (0 to {n - 1})")
-            out.append(int(c))
-        return sorted(set(out))
+        return check_channels(channels, self._layer_shape()[0], layer=self.view_state.layer)
 
     def _act(self, wait: bool, change: Callable[[], None]) -> None:
         """Change the state; with ``wait``, return once the update lane shows it."""
@@ -488,28 +417,14 @@ class Explorer(W.VBox):
     def _on_state(self, _change: dict) -> None:
         self.lanes.submit(self.view_state.view())
 
-    def _image_key(self, image: Union[int, str]) -> str:
-        keys = list(self._images)
-        if isinstance(image, (int, np.integer)) and not isinstance(image, bool):
-            if not 0 <= int(image) < len(keys):
-                raise InputError(f"image index {image} is out of range (0 to {len(keys) - 1})")
-            return keys[int(image)]
-        for k, (name, _) in self._images.items():
-            if image in (k, name):
-                return k
-        raise InputError(f"unknown image {image!r}; images: {', '.join(self.image_names)}")
-
     def _refresh_image_options(self) -> None:
         with self.lanes_echo():
-            self.toolbar.image_select.options = [(n, k) for k, (n, _) in self._images.items()]
+            self.toolbar.image_select.options = self.images.options()
             self.toolbar.image_select.value = self.view_state.image
 
     def lanes_echo(self) -> Any:
         """While the widget sets its own dropdowns: their observers stay out."""
-        return _Echo(self)
-
-    def _note(self, message: str) -> None:
-        self._notes = (self._notes + [message])[-5:]
+        return Echo(self)
 
     def _guard(self, fn: Callable[..., Any]) -> Callable[..., None]:
         """Callbacks: errors go to the status line, never into the front end's loop."""
@@ -550,69 +465,32 @@ class Explorer(W.VBox):
             return                                 # the dropdown showing the prediction
         self.view_state.target = int(new)
 
-    def _on_upload(self, change: dict) -> None:
-        files = change["new"] or ()
-        try:
-            for f in files:
-                self.load_image(bytes(f["content"]), str(f.get("name", "upload")), wait=False)
-        finally:
-            with self.lanes_echo():
-                self.toolbar.upload.value = ()
+    def _on_uploaded(self, name: str, chw: np.ndarray) -> None:
+        """The upload panel's picture (fitted, in [0, 1]) becomes a model input, shown."""
+        key = self._upload_key = self.images.add_upload(name, chw, self.view_state.image)
+        self._refresh_image_options()
+        self.view_state.set_image(key)
+        self.images.drop_duplicates(key)
+        self._refresh_image_options()
 
-    def _on_export(self, _button: Any) -> None:
-        files = self._export_files()
-        target = Path(self.analysis_view.export_path.value or "lrp_export").expanduser()
-        paths = write_export(files, target.resolve())
-        payload = base64.b64encode(zip_bytes(files)).decode()
-        where = html.escape(str(paths[0].parent))
-        self.analysis_view.download.value = (
-            f'<a download="lrp_export.zip" href="data:application/zip;base64,{payload}">'
-            f'download zip</a> · wrote {len(paths)} files to {where}')
-        self._note(f"exported to {paths[0].parent}")
+    def _on_graph_navigate(self, layer: str) -> None:
+        """The graph's start moved to another layer: its strongest nodes there, or the
+        layer's most relevant channels."""
+        from lrp_widgets.arrays import top_k
+        graph, view = self.lanes._graph, self.view_state.view()
+        chans = sorted({c for name, c in graph.nodes if name == layer}) if graph is not None else []
+        if not chans:
+            exp = self.compute.explanation(view)
+            chans = list(top_k(exp.channel_relevance(layer), self.graph_width))
+        self.lanes.show_graph(view, layer, chans)
 
-    def _export_files(self) -> dict[str, bytes]:
+    def _export_files(self, full: bool = False) -> dict[str, bytes]:
         shown = self.lanes.shown
         if shown is None:
             raise LRPError("nothing to export yet")
-        imgs = shown.images
-        images = {"input": imgs["input"],
-                  "overlay": overlay(imgs["input"], imgs["heatmap_overlay"]),
-                  "heatmap": imgs["heatmap"], "selection_heatmap": imgs["selection_heatmap"],
-                  "channel_grid": imgs["channel_grid"]}
-        if shown.deconv is not None:
-            images["deconvolution"] = imgs["deconvolution"]
-        exp = self.compute.explanation(shown.view)
-        arrays: dict[str, Any] = {
-            "input": self._tensors[shown.view.image], "heatmap": exp.heatmap(),
-            "heatmap_map": shown.frame.full, "selection_heatmap": shown.frame.selection,
-            "channel_relevance": exp.channel_relevance(shown.view.layer),
-            "selection_mask": shown.frame.choice.full_mask(shown.frame.shape)}
-        if shown.deconv is not None:
-            arrays["deconvolution"] = shown.deconv
         summary = dict(self.state, classes=self.classes)
-        return export_files(images, arrays, summary)
+        return export_snapshot(shown, self.compute.explanation(shown.view),
+                               self.images[shown.view.image], summary, full)
 
     def set_status(self, text: str, error: bool = False) -> None:
         self.toolbar.status.value = status_html(text, error)
-
-
-class _Echo:
-    """Marks "the Explorer sets its own controls" (instance-wide, for option refreshes)."""
-
-    def __init__(self, explorer: Explorer) -> None:
-        self.ex = explorer
-
-    def __enter__(self) -> None:
-        self.ex._echoing = getattr(self.ex, "_echoing", 0) + 1
-
-    def __exit__(self, *exc: Any) -> None:
-        self.ex._echoing -= 1
-
-
-def _descendants(widget: W.Widget) -> list[W.Widget]:
-    out, stack = [], [widget]
-    while stack:
-        w = stack.pop()
-        out.append(w)
-        stack.extend(getattr(w, "children", ()) or ())
-    return out

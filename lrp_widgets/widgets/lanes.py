@@ -21,8 +21,8 @@ import numpy as np
 from lrp_widgets.analysis import optimize_selection, selection_curve
 from lrp_widgets.arrays import ranks
 from lrp_widgets.engine import LRPError
-from lrp_widgets.render import (channel_grid, get_colormap, heatmap_to_rgba, image_to_rgba,
-                                normalize_image)
+from lrp_widgets.render import channel_grid, get_colormap, image_to_rgba, normalize_image
+from lrp_widgets.render.views import heatmap_views
 
 from .canvases import drawing
 from .choice import Choice
@@ -174,14 +174,16 @@ class Lanes:
         images = dict(prev.images) if prev is not None else {}
         if new_ctx or new_cmap:
             meta = ex._meta
-            images["input"] = image_to_rgba(ex._tensors[view.image],
+            images["input"] = image_to_rgba(ex.images[view.image],
                                             mean=_per_channel(getattr(meta, "mean", None)),
                                             std=_per_channel(getattr(meta, "std", None)))
-            images["heatmap"] = heatmap_to_rgba(frame.full, cmap=view.cmap)
-            images["heatmap_overlay"] = heatmap_to_rgba(frame.full, cmap=view.cmap, alpha="abs")
-        peak = float(np.abs(frame.full).max()) if frame.full.size else 0.0
-        vmax = peak if view.scale == "shared" and peak > 0 else None
-        images["selection_heatmap"] = heatmap_to_rgba(frame.selection, cmap=view.cmap, vmax=vmax)
+        # One colour map for every heatmap view and the legend (render.heatmap_views).
+        views = heatmap_views(frame.full, frame.selection, cmap=view.cmap, scale=view.scale,
+                              legend_width=16)
+        if new_ctx or new_cmap:
+            images["heatmap"] = views["heatmap"]
+            images["heatmap_overlay"] = views["heatmap_overlay"]
+        images["selection_heatmap"] = views["selection_heatmap"]
         grid_key = (view.layer_key, view.tiles, view.cmap)
         new_grid = prev is None or (prev.view.layer_key, prev.view.tiles,
                                     prev.view.cmap) != grid_key
@@ -236,7 +238,7 @@ class Lanes:
     def _refresh_widgets(self, shown: Shown, exp: Any, new_ctx: bool, new_layer: bool,
                          new_cmap: bool) -> None:
         ex, view, frame = self.ex, shown.view, shown.frame
-        bars = ex.analysis_view.bar_plot
+        bars = ex.analysis_view.bars
         if new_ctx:
             probs = exp.probabilities.detach().cpu().numpy()
             order = list(np.argsort(-probs, kind="stable")[:5])
@@ -247,13 +249,14 @@ class Lanes:
                     (f"{self._class(i)} ({probs[i]:.1%})", int(i)) for i in order]
                 ex.toolbar.target_select.value = shown.target
         if new_layer:
-            bars.set_data(exp.channel_relevance(view.layer).cpu().numpy())
-            bars.brush.selected = None
+            act = exp.activation(view.layer)
+            bars.set_data(exp.channel_relevance(view.layer).cpu().numpy(),
+                          activation=act.reshape(act.shape[0], -1).sum(1).cpu().numpy())
             self._show_curve(view)
             self._refresh_titles(view, frame.shape)
         n_units = int(np.prod(frame.shape)) if view.unit == "neuron" else int(frame.shape[0])
         ex.tools.k_slider.max = max(1, n_units)
-        bars.set_selected(frame.choice.selected_channels())
+        bars.selected = frame.choice.selected_channels()
         size = (frame.choice.neuron_count(frame.shape) if view.unit == "neuron"
                 else len(frame.choice.selected_channels()))
         ex.analysis_view.curve_plot.set_marker(size, frame.mse, frame.smape)
@@ -341,22 +344,26 @@ class Lanes:
             self._show_graph(shown)
 
     def _show_graph(self, shown: Shown) -> None:
-        from lrp_widgets.analysis import graph_positions, relevance_graph
-        plot = self.ex.analysis_view.graph_plot
         chans = shown.frame.choice.selected_channels()
-        if not chans:
+        t = time.perf_counter()
+        self.show_graph(shown.view, shown.view.layer, chans)
+        shown.timings["graph"] = time.perf_counter() - t
+
+    def show_graph(self, view: View, layer: str, channels: list[int]) -> None:
+        """The relevance graph from ``channels`` of ``layer`` down (none: cleared)."""
+        from lrp_widgets.analysis import relevance_graph
+        plot = self.ex.analysis_view.graph
+        plot.layers, plot.top_layer = self.ex.layers, layer
+        if not channels:
             self._graph = None
             plot.clear()
             return
-        t = time.perf_counter()
         with self.ex.compute.lock:
-            exp = self.ex.compute.explanation(shown.view)
-            graph = relevance_graph(exp, shown.view.layer, chans, depth=self.ex.graph_depth,
+            exp = self.ex.compute.explanation(view)
+            graph = relevance_graph(exp, layer, channels, depth=self.ex.graph_depth,
                                     width=self.ex.graph_width)
-        plot.set_graph(graph, graph_positions(graph),
-                       [n for n in graph.nodes if n[0] == shown.view.layer and n[1] in chans])
+        plot.set_graph(graph, [n for n in graph.nodes if n[0] == layer and n[1] in channels])
         self._graph = graph
-        shown.timings["graph"] = time.perf_counter() - t
 
     # -- background ----------------------------------------------------------------------
     def _background(self, job: Job) -> None:
@@ -460,7 +467,7 @@ class Lanes:
             return out
         view, frame = shown.view, shown.frame
         curve = self._curves.get((view.layer_key, view.unit))
-        name = ex._images[view.image][0] if view.image in ex._images else view.image
+        name = ex.images.name(view.image)
         out.update({
             "image": name, "target": shown.target, "target_name": self._class(shown.target),
             "composite": view.composite, "layer": view.layer, "unit": view.unit,

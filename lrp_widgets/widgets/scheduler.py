@@ -137,7 +137,7 @@ class LatestWins:
             return None if self._pending is _NOTHING else self._pending
 
     def has_pending(self) -> bool:
-        """Whether a newer request is waiting (long work may stop early: see :class:`Superseded`)."""
+        """Whether a newer request is waiting (long work may stop early: :class:`Superseded`)."""
         with self._cond:
             return self._pending is not _NOTHING
 

@@ -1,53 +1,57 @@
-"""Curve, bars, relevance graph and export, in tabs beside (or under) the main views.
+"""Curve, bars, relevance graph, upload and export, in tabs beside (or under) the main views.
+
+The bars, graph, upload and export panels are self-contained parts (``widgets.bars_view``,
+``widgets.graph_view``, ``widgets.upload``, ``widgets.export``); this view only places them.
 
 Examples
 --------
->>> view = AnalysisView(on_bars=lambda c, m: None, on_node=lambda layer, c: None)
->>> [view.tabs.get_title(i) for i in range(4)]
-['curve', 'bars', 'graph', 'export']
+>>> view = AnalysisView(on_bars=lambda c, m: None, on_node=lambda layer, c: None,
+...                     on_navigate=lambda layer: None, make_files=dict,
+...                     on_image=lambda name, x: None, input_hw=(8, 8))
+>>> [view.tabs.get_title(i) for i in range(5)]
+['curve', 'bars', 'graph', 'upload', 'export']
 """
 from __future__ import annotations
 
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import ipywidgets as W
+import numpy as np
 
-from ..plots import BarPlot, CurvePlot, GraphPlot
+from ..bars_view import BarsView
+from ..export import ExportPanel
+from ..graph_view import GraphView
+from ..plots import CurvePlot
+from ..upload import UploadPanel
 
 __all__ = ["AnalysisView"]
 
 
 class AnalysisView(W.VBox):
-    """The analysis plots (bqplot) and the export controls."""
+    """The analysis plots (bqplot), the upload panel and the export panel."""
 
     def __init__(self, on_bars: Callable[[list[int], str], None],
-                 on_node: Callable[[str, int], None], width: int = 440) -> None:
+                 on_node: Callable[[str, int], None], on_navigate: Callable[[str], None],
+                 make_files: Callable[[], Mapping[str, bytes]],
+                 on_image: Callable[[str, np.ndarray], None], input_hw: tuple[int, int],
+                 channels: int = 3, width: int = 440, **upload: Any) -> None:
         self.curve_plot = CurvePlot()
-        self.bar_plot = BarPlot(on_bars)
-        self.graph_plot = GraphPlot(on_node)
-        for plot in (self.curve_plot, self.bar_plot, self.graph_plot):
-            plot.figure.layout.width, plot.figure.layout.height = f"{width}px", "300px"
+        self.curve_plot.figure.layout.width = f"{width}px"
+        self.curve_plot.figure.layout.height = "300px"
         self.curve_plot.progress.layout.width = f"{width - 20}px"
         self.curve_plot.figure.add_class("lrp-curve")
-        self.bar_mode = W.ToggleButtons(options=["click", "brush"],
-                                        tooltip="bars: click a bar or brush an interval",
-                                        style={"button_width": "64px"})
-        self.export_path = W.Text(value="lrp_export", description="export to",
-                                  style={"description_width": "62px"},
-                                  layout=W.Layout(width="300px"))
-        self.export_button = W.Button(description="export", layout=W.Layout(width="90px"))
-        self.download = W.HTML(layout=W.Layout(width=f"{width - 20}px"))
-        self.download.add_class("lrp-download")
+        self.bars = BarsView(on_bars, width=f"{width}px", plot_px=width - 80)
+        self.graph = GraphView(on_node, on_navigate, width=f"{width}px")
+        self.upload = UploadPanel(input_hw, on_image, channels=channels, **upload)
+        self.export = ExportPanel(make_files)
         self.tabs = W.Tab(children=[
-            W.VBox([self.curve_plot.figure, self.curve_plot.progress]),
-            W.VBox([self.bar_plot.figure, self.bar_mode]),
-            W.VBox([self.graph_plot.figure]),
-            W.VBox([self.export_path, self.export_button, self.download])])
-        for i, title in enumerate(("curve", "bars", "graph", "export")):
+            W.VBox([self.curve_plot.figure, self.curve_plot.progress]), self.bars, self.graph,
+            self.upload, self.export])
+        for i, title in enumerate(("curve", "bars", "graph", "upload", "export")):
             self.tabs.set_title(i, title)
-        self.bar_mode.observe(lambda ch: self.bar_plot.set_mode(ch["new"]), names="value")
         super().__init__([self.tabs], layout=W.Layout(width=f"{width + 24}px",
                                                       flex="0 1 auto", margin="0 0 6px 0"))
 
-    def plots(self) -> list:
-        return [self.curve_plot, self.bar_plot, self.graph_plot]
+    def figures(self) -> list:
+        """The bqplot figures (for closing their marks, axes and scales)."""
+        return [self.curve_plot.figure, self.bars.figure, self.graph.figure]

@@ -41,13 +41,11 @@ def status_html(text: str, error: bool = False) -> str:
 
 
 class Toolbar(W.VBox):
-    """Image, upload, class, composite, layer, colour map, input bounds, status."""
+    """Image, class, composite, layer, colour map, input bounds, status."""
 
     def __init__(self, composites: Sequence[str], colormaps: Sequence[str]) -> None:
         label = {"description_width": "62px"}
         self.image_select = W.Dropdown(description="image", layout=_box("230px"), style=label)
-        self.upload = W.FileUpload(accept=".png,.jpg,.jpeg,image/png,image/jpeg",
-                                   multiple=False, description="upload", layout=_box("110px"))
         self.target_select = W.Dropdown(description="class", layout=_box("250px"), style=label)
         self.composite_select = W.Dropdown(options=list(composites), description="composite",
                                            layout=_box("270px"), style=label)
@@ -68,12 +66,12 @@ class Toolbar(W.VBox):
         bounds = W.HBox([self.bounds_low, self.bounds_high, self.bounds_apply],
                         layout=W.Layout(align_items="center"))
         super().__init__([
-            W.HBox([self.image_select, self.upload, self.target_select, self.composite_select],
+            W.HBox([self.image_select, self.target_select, self.composite_select],
                    layout=row),
             W.HBox([self.layer_select, self.cmap_select, bounds, self.status], layout=row)])
 
     def controls(self) -> list[W.Widget]:
-        return [self.image_select, self.upload, self.target_select, self.composite_select,
+        return [self.image_select, self.target_select, self.composite_select,
                 self.layer_select, self.cmap_select, self.bounds_low, self.bounds_high,
                 self.bounds_apply]
 

@@ -15,7 +15,8 @@ import html
 import ipywidgets as W
 import numpy as np
 
-from lrp_widgets.render import get_colormap, upscale_to_canvas
+from lrp_widgets.render import upscale_to_canvas
+from lrp_widgets.render.colormaps import css_gradient
 
 from ..canvases import LayeredCanvas
 from ..geometry import upscale_factor
@@ -50,12 +51,9 @@ class HeatmapPanel(W.VBox):
 
 
 def legend_html(cmap: str) -> str:
-    """A colour bar of the map from -1 (against) to +1 (for the class), with its meaning."""
-    cm = get_colormap(cmap)
-    stops = cm.map_unit(np.linspace(0.0, 1.0, 9))
-    colours = ", ".join(f"rgb({r},{g},{b})" for r, g, b, *_ in stops.tolist())
+    """A colour bar of the map from -1 (against) to +1 (for the class), with its meaning;
+    the same colours the views use (``render.css_gradient``)."""
     note = CMAP_NOTES.get(cmap, f"colours: {cmap}")
     return (f'<div class="lrp-legend" data-cmap="{html.escape(cmap)}">'
-            f'<div style="height:10px;width:160px;background:linear-gradient(to right, '
-            f'{colours})"></div><span class="lrp-hint">− against · 0 · for +<br>'
-            f'{html.escape(note)}</span></div>')
+            f'<div style="height:10px;width:160px;background:{css_gradient(cmap)}"></div>'
+            f'<span class="lrp-hint">− against · 0 · for +<br>{html.escape(note)}</span></div>')
