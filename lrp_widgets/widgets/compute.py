@@ -184,21 +184,35 @@ class Compute:
 
     # -- frames ------------------------------------------------------------------------------
     def frame(self, view: View) -> Frame:
-        """The view's full and selection maps and their MSE/SMAPE."""
+        """The view's full and selection maps and their MSE/SMAPE.
+
+        A selection the caches hold is summed without the engine lock: a deconvolution or
+        a cache step running meanwhile does not delay it.
+        """
         t0 = time.perf_counter()
-        with self.lock:
-            exp = self.explanation(view)
-            seconds = {"explain": time.perf_counter() - t0}
-            shape = self.layer_shape(view)
+        seconds: dict[str, float] = {}
+        selection, exp = None, self._exps.get(view.ctx)
+        shape = self._shapes.get(view.layer)
+        if exp is not None and shape is not None:
             choice = fit_choice(view.choice, shape)
             full = self._full[view.ctx]
-            t = time.perf_counter()
-            selection, source = self._from_cache(view, exp, choice, shape, full), "cache"
-            if selection is None:
-                sel = choice.engine_selection(shape)
-                selection = colour_sum(exp.conditional_heatmap(view.layer, **sel))
-                source = "engine"
-            seconds["engine" if source == "engine" else "sum"] = time.perf_counter() - t
+            selection = self._from_cache(view, exp, choice, shape, full)
+            seconds["sum"] = time.perf_counter() - t0
+        source = "cache"
+        if selection is None:
+            with self.lock:
+                exp = self.explanation(view)
+                seconds["explain"] = time.perf_counter() - t0
+                shape = self.layer_shape(view)
+                choice = fit_choice(view.choice, shape)
+                full = self._full[view.ctx]
+                t = time.perf_counter()
+                selection = self._from_cache(view, exp, choice, shape, full)
+                if selection is None:
+                    sel = choice.engine_selection(shape)
+                    selection = colour_sum(exp.conditional_heatmap(view.layer, **sel))
+                    source = "engine"
+                seconds["engine" if source == "engine" else "sum"] = time.perf_counter() - t
         t = time.perf_counter()
         m, s = mse(full, selection), smape(full, selection)
         seconds["metrics"] = time.perf_counter() - t
