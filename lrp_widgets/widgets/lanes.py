@@ -172,6 +172,7 @@ class Lanes:
         new_cmap = prev is None or prev.view.cmap != view.cmap
         t = time.perf_counter()
         images = dict(prev.images) if prev is not None else {}
+        images.pop("deconvolution", None)          # the new selection's follows (follow lane)
         if new_ctx or new_cmap:
             meta = ex._meta
             images["input"] = image_to_rgba(ex.images[view.image],
@@ -209,8 +210,6 @@ class Lanes:
         seconds["update"] = done - t0
         seconds["latency"] = done - view.submitted if view.submitted else seconds["update"]
         shown.timings = seconds
-        if prev is not None and prev.view.layer_key == view.layer_key:
-            shown.deconv = None
         self.shown, self.error = shown, None
         self._set_done()
         self.follow.submit(view)
