@@ -149,10 +149,20 @@ class Compute:
 
     def explanation(self, view: View) -> Explanation:
         """The explanation of the view's image, class, composite and bounds (cached)."""
+        exp = self._exps.get(view.ctx)
+        if exp is not None:
+            # A kept explanation is read without waiting for the engine lock (a running
+            # deconvolution or cache step must not delay a gesture); LRU order when free.
+            if self.lock.acquire(blocking=False):
+                try:
+                    if view.ctx in self._exps:
+                        self._exps.move_to_end(view.ctx)
+                finally:
+                    self.lock.release()
+            return exp
         with self.lock:
             exp = self._exps.get(view.ctx)
             if exp is not None:
-                self._exps.move_to_end(view.ctx)
                 return exp
             explainer = self.explainer(view.composite, view.bounds, view.bounds_version)
             exp = explainer.explain(self.images[view.image], target=view.target)
@@ -249,9 +259,9 @@ class Compute:
     # -- background caches -------------------------------------------------------------------
     def cached_bytes(self) -> int:
         """Bytes of every stored map (counted against ``max_bytes``)."""
-        with self.lock:
-            exps = list(self._exps.values())
-            positions = sum(p.nbytes for p in self._positions.values())
+        # Snapshots of the dicts (atomic under the GIL): no waiting for the engine lock.
+        exps = list(self._exps.values())
+        positions = sum(p.nbytes for p in list(self._positions.values()))
         return int(positions + sum(remembered_bytes(e) for e in exps))
 
     def _room(self, view: View, need: int) -> bool:
