@@ -213,7 +213,7 @@ class Lanes:
         self.shown, self.error = shown, None
         self._set_done()
         self.follow.submit(view)
-        if new_layer or prev.view.unit != view.unit:
+        if (new_layer or prev.view.unit != view.unit) and (ex.maps_enabled or ex.curve_enabled):
             self.background.submit(Job(view, fill=ex.maps_enabled, curve=ex.curve_enabled))
 
     def _grid(self, view: View, exp: Any, key: tuple) -> tuple[np.ndarray, Any]:
