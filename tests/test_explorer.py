@@ -776,3 +776,37 @@ def test_curve_shows_progress_and_can_be_cancelled():
         assert explorer.state["curve"] is not None
     finally:
         explorer.close()
+
+
+def test_optimise_asked_during_the_cache_fill_runs_first(monkeypatch):
+    from lrp_widgets.analysis import optimize_selection
+    from lrp_widgets.widgets import compute as compute_module
+    original = compute_module.unit_maps
+
+    def slow(exp, layer, block, *args, **kwargs):
+        time.sleep(0.03 * len(block))                      # a big model's cache steps
+        return original(exp, layer, block, *args, **kwargs)
+    monkeypatch.setattr(compute_module, "unit_maps", slow)
+    seen = []
+    explorer = Explorer(curve=False, graph=False)
+    try:
+        show = explorer.progress.show
+        explorer.progress.show = lambda task, d, t: (seen.append((task, d)), show(task, d, t))
+        deadline = time.monotonic() + 20
+        while not any(task == "channel maps" and d > 0 for task, d in seen) \
+                and time.monotonic() < deadline:
+            time.sleep(0.005)                              # the fill has begun
+        explorer.optimise(max_k=3, wait=False)
+        assert explorer.wait(60)
+        tasks = [task for task, _ in seen]
+        first_opt = tasks.index("optimise")
+        assert "channel maps" in tasks[:first_opt]          # began before it
+        assert "channel maps" in tasks[first_opt:]          # and resumed after it
+        before = [d for task, d in seen[:first_opt] if task == "channel maps"]
+        after = [d for task, d in seen[first_opt:] if task == "channel maps"]
+        assert 0 < max(before) < 64 and after[-1] == 64
+        assert explorer.state["cache_bytes"] >= 64 * 64 * 64 * 4
+        expected = optimize_selection(explorer.explanation, "features.9", max_k=3)
+        assert explorer.state["channels"] == sorted(expected.channels)
+    finally:
+        explorer.close()

@@ -46,7 +46,7 @@ import torch
 
 from lrp_widgets.analysis import mse, smape
 from lrp_widgets.analysis.selection import forget, remembered_bytes, unit_map_sum, unit_maps
-from lrp_widgets.arrays import colour_sum, to_numpy
+from lrp_widgets.arrays import colour_sum, ranking, to_numpy
 from lrp_widgets.engine import Explainer, Explanation
 
 from .choice import Choice
@@ -304,9 +304,10 @@ class Compute:
         per_map = int(np.prod(self._full[view.ctx].shape)) * exp.input.element_size()
         done = {"channels": False, "positions": False}
         if plan["channels"] and self._room(view, shape[0] * per_map):
+            # Most relevant first: the optimiser's candidates and the likely picks.
+            order = ranking(exp.channel_relevance(view.layer))
             self._steps(lambda block: unit_maps(exp, view.layer, block),
-                        [c for c in range(shape[0])
-                         if unit_map_sum(exp, view.layer, [c]) is None],
+                        [int(c) for c in order if unit_map_sum(exp, view.layer, [c]) is None],
                         shape[0], "channel maps", report, stop)
             done["channels"] = True
         if plan["positions"] and view.layer_key not in self._positions and self._room(
