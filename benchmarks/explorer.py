@@ -171,7 +171,7 @@ def vgg_rows(name: str, size: int, repeats: int, updates: int, full: bool) -> li
     ex = Explorer(model, x, layer=VGG_LAYER[name], graph=False, canvas_size=size,
                   panel_size=size)
     first = time.perf_counter() - t0
-    assert ex.wait(900), "background caches did not finish"
+    assert ex.wait(2400), "background caches did not finish"
     filled = time.perf_counter() - t0
     rows = [Row(f"{label}: first view shown", first, None, "", None, "s"),
             Row(f"{label}: caches and curve done (wait())", filled, None,
