@@ -16,14 +16,14 @@ from .graph import (GraphPath, critical_path, default_levels, graph_from_json, g
 from .receptive_fields import ReceptiveField, receptive_field
 from .metrics import as_map, mse, mse_batch, mse_smape_batch, smape, smape_batch
 from .perturbation import FlippingCurve, pixel_flipping
-from .selection import (ProgressBar, Selection, SelectionCurve, default_ks, optimize_selection,
-                        selection_curve, unit_heatmaps)
+from .selection import (Selection, SelectionCurve, default_ks, optimize_selection,
+                        selection_curve, unit_heatmaps, unit_maps)
 
 __all__ = ["mse", "smape", "mse_batch", "smape_batch", "mse_smape_batch", "as_map",
            "relevance_mass_accuracy", "pointing_game", "distractor_share", "border_share",
            "constant_region_share", "relevance_graph", "default_levels", "critical_path",
            "top_paths", "GraphPath", "graph_to_json", "graph_from_json", "write_graphml",
            "read_graphml", "graph_positions", "SelectionCurve", "Selection", "selection_curve",
-           "optimize_selection", "unit_heatmaps", "default_ks", "ProgressBar",
+           "optimize_selection", "unit_heatmaps", "unit_maps", "default_ks",
            "relevance_rank_accuracy", "pixel_flipping", "FlippingCurve",
            "concept_atlas", "Atlas", "Crop", "receptive_field", "ReceptiveField"]

@@ -217,7 +217,6 @@ class Explanation:
         self._rel: list[Optional[torch.Tensor]] = [None] * len(self.plan.steps)
         self._pending: dict[int, torch.Tensor] = {self.plan.output: self._initial_relevance()}
         self._next = self.plan.output              # full backward has handled steps > _next
-        self.cache: dict[Any, Any] = {}            # for analysis results (per-channel maps, ...)
 
     # -- basic members ---------------------------------------------------------------
     @property

@@ -134,7 +134,8 @@ def _make_registry() -> dict[str, Colormap]:
     white = (255, 255, 255)
     maps = [
         # The classic LRP look: pure blue for negative, white at 0, pure red for positive.
-        Colormap("bwr", diverging_lut([(-1.0, (0, 0, 255)), (0.0, white), (1.0, (255, 0, 0))]), True),
+        Colormap("bwr", diverging_lut([(-1.0, (0, 0, 255)), (0.0, white), (1.0, (255, 0, 0))]),
+                 True),
         # Colour-blind friendly: blue vs orange/brown never relies on red-green contrast.
         Colormap("blue_orange", diverging_lut([
             (-1.0, (24, 58, 128)), (-0.5, (98, 150, 210)), (0.0, white),
@@ -176,3 +177,53 @@ def get_colormap(name: str | Colormap) -> Colormap:
     except (KeyError, TypeError):
         choices = ", ".join(sorted(COLORMAPS))
         raise ValueError(f"unknown colour map {name!r}; choose one of: {choices}") from None
+
+
+def colormap_names(kind: str | None = None) -> list[str]:
+    """Registered colour map names, all or only ``"diverging"``/``"sequential"`` ones.
+
+    Examples
+    --------
+    >>> colormap_names("diverging")
+    ['blue_orange', 'bwr']
+    """
+    if kind not in (None, "diverging", "sequential"):
+        raise ValueError(f"kind must be None, 'diverging' or 'sequential', got {kind!r}")
+    return sorted(n for n, m in COLORMAPS.items()
+                  if kind is None or m.diverging == (kind == "diverging"))
+
+
+def legend_rgba(cmap: str | Colormap, width: int = 256, height: int = 12) -> np.ndarray:
+    """A horizontal colour bar ``(height, width, 4)`` uint8: left = -1 (or 0 for what a
+    sequential map shows as [0, 1]), right = +1, as the heatmap views colour values.
+
+    The middle column of an odd ``width`` is exactly the map's centre colour, so a legend
+    and a heatmap drawn with the same ``cmap`` agree pixel for pixel at 0.
+
+    Examples
+    --------
+    >>> bar = legend_rgba("bwr", width=5, height=2)
+    >>> bar.shape, bar[0, 0, :3].tolist(), bar[0, 2, :3].tolist(), bar[1, 4, :3].tolist()
+    ((2, 5, 4), [0, 0, 255], [255, 255, 255], [255, 0, 0])
+    """
+    if int(width) < 2 or int(height) < 1:
+        raise ValueError(f"legend needs width >= 2 and height >= 1, got {width}x{height}")
+    row = get_colormap(cmap).map_signed(np.linspace(-1.0, 1.0, int(width)))
+    return np.repeat(row[None], int(height), axis=0)
+
+
+def css_gradient(cmap: str | Colormap, stops: int = 9) -> str:
+    """A CSS ``linear-gradient`` (left -1, right +1) for an HTML legend of ``cmap``.
+
+    Examples
+    --------
+    >>> css_gradient("bwr", stops=3)
+    'linear-gradient(to right, rgb(0,0,255) 0.0%, rgb(255,255,255) 50.0%, rgb(255,0,0) 100.0%)'
+    """
+    if int(stops) < 2:
+        raise ValueError(f"stops must be >= 2, got {stops!r}")
+    v = np.linspace(-1.0, 1.0, int(stops))
+    rgb = get_colormap(cmap).map_signed(v)[:, :3]
+    parts = [f"rgb({r},{g},{b}) {100.0 * i / (len(v) - 1):.1f}%"
+             for i, (r, g, b) in enumerate(rgb.tolist())]
+    return f"linear-gradient(to right, {', '.join(parts)})"
