@@ -27,8 +27,8 @@ import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 from benchmarks.engine import best_of, build_model, forward_and_gradient  # noqa: E402
-from lrp_widgets.analysis import (default_ks, optimize_selection, selection_curve,  # noqa: E402
-                                  unit_heatmaps)
+from lrp_widgets.analysis import default_ks, optimize_selection, selection_curve  # noqa: E402
+from lrp_widgets.analysis.selection import forget, unit_maps  # noqa: E402
 from lrp_widgets.engine import Explainer  # noqa: E402
 
 # "small": the package's small VGG-like CNN with a 128-channel last convolution.
@@ -58,7 +58,7 @@ def measure(name: str, size: int, repeats: int) -> list[Row]:
     passes: list[int] = []
 
     def cold_curve() -> None:                       # nothing cached but the explanation
-        exp.cache.clear()
+        forget(exp)
         selection_curve(exp, layer, progress=lambda done, total: passes.append(total))
 
     t = best_of({"curve": cold_curve, "fg": forward_and_gradient(model, x)}, repeats, device)
@@ -73,7 +73,7 @@ def measure(name: str, size: int, repeats: int) -> list[Row]:
     # cost one backward pass each (timed once: this is minutes of work at full size).
     pool = exp.channel_relevance(layer).argsort(descending=True)[:CANDIDATES].tolist()
     t0 = time.perf_counter()
-    unit_heatmaps(exp, layer, pool)
+    unit_maps(exp, layer, pool)
     rows.append((f"{CANDIDATES} candidate heatmaps after the curve ({CANDIDATES - 32} new)",
                  (time.perf_counter() - t0) / t["fg"], "x", None))
     opt = best_of({m: (lambda m=m: optimize_selection(exp, layer, metric=m))

@@ -82,7 +82,8 @@ def test_chunking_gives_the_same_result(cnn64, x_image64):
     sels = [[c] for c in range(8)]
     big = exp.conditional_heatmaps("0", sels)
     small = exp.conditional_heatmaps("0", sels, max_bytes=1)   # one selection per chunk
-    torch.testing.assert_close(small, big, rtol=0, atol=0)
+    # batch sizes may pick different convolution kernels: equal at rounding, not bitwise
+    torch.testing.assert_close(small, big, rtol=1e-12, atol=1e-15 * float(big.abs().max()))
 
 
 def test_conditional_does_not_change_full_results(cnn64, x_image64):
@@ -344,9 +345,11 @@ def test_positive_relevance_shortcut_is_exact(x_image64):
         if hasattr(s, "layer"):
             s.layer.positive_relevance_only = False
     slow = ex.explain(x)
-    torch.testing.assert_close(slow.heatmap(), fast_maps[0], rtol=0, atol=0)
-    torch.testing.assert_close(slow.conditional_heatmap("features.8", channels=[3]),
-                               fast_maps[1], rtol=0, atol=0)
+    # two code paths: the same numbers up to float64 rounding (CPUs with AVX-512 and
+    # without order the sums differently), never bit for bit
+    for got, want in zip((slow.heatmap(), slow.conditional_heatmap("features.8", channels=[3])),
+                         fast_maps):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-13 * float(want.abs().max()))
     res = Explainer(torchvision.models.resnet18(), "epsilon_gamma_box", input_bounds=(-5, 5))
     res_flags = {s.name: s.layer.positive_relevance_only for s in res.plan.steps
                  if hasattr(s, "layer")}

@@ -1,12 +1,14 @@
-"""The Explorer without a browser: Python actions, simulated canvas mouse messages
-(ipycanvas's own message format, through the widget's comm handler), bqplot
-selections, the latest-wins path under a burst, error paths, export, memory."""
+"""The Explorer without a browser: the state model, the compute layer against direct
+engine/analysis calls, Python actions, simulated canvas mouse messages (ipycanvas's own
+message format, through the widget's comm handler), bqplot selections, the latest-wins
+path under a burst, each Explorer 2 defect, export, memory."""
 from __future__ import annotations
 
 import gc
 import json
 import threading
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -16,9 +18,12 @@ from torch import nn
 
 from lrp_widgets import Explorer, models
 from lrp_widgets.analysis import mse, smape
-from lrp_widgets.engine import LRPError
+from lrp_widgets.engine import InputError, LRPError
+from lrp_widgets.widgets.choice import Choice
+from lrp_widgets.widgets.compute import Compute
+from lrp_widgets.widgets.state import ExplorerState
 from lrp_widgets.render import canvas_rect_to_mask
-from lrp_widgets.widgets.imageio import encode_png
+from lrp_widgets.widgets.imageio import ImageDecodeError, encode_png
 
 
 @pytest.fixture(autouse=True)
@@ -32,7 +37,7 @@ def one_thread():
 
 @pytest.fixture
 def ex():
-    explorer = Explorer(sync=True, curve=False, graph=False)
+    explorer = Explorer(sync=True, curve=False, graph=False, maps=False)
     yield explorer
     explorer.close()
 
@@ -51,9 +56,9 @@ def drag(widget, x0, y0, x1, y1, steps=4):
 
 def upload(explorer, name, content):
     """What the front end sends when a file is chosen (ipywidgets' FileUpload wire format)."""
-    explorer.upload.set_state({"value": [{"name": name, "type": "image/png", "size": len(content),
-                                          "content": memoryview(content),
-                                          "last_modified": 1_700_000_000_000}]})
+    explorer.analysis_view.upload.button.set_state({"value": [{
+        "name": name, "type": "image/png", "size": len(content), "content": memoryview(content),
+        "last_modified": 1_700_000_000_000}]})
 
 
 def shift(widget):
@@ -67,7 +72,98 @@ def direct_scores(explorer, **selection):
     return mse(exp.heatmap(), cond), smape(exp.heatmap(), cond)
 
 
-# -- building ---------------------------------------------------------------------------
+# -- the state model and gestures, without any widget -------------------------------------
+
+def test_state_model_maps_gestures_without_widgets():
+    from lrp_widgets.render import GridLayout
+    s = ExplorerState(image="a", layer="l1")
+    seen = []
+    s.observe(lambda ch: seen.append(ch["name"]), names=["choice", "layer"])
+    grid = GridLayout.build(16, 10, 10, pad=2)
+    s.grid_gesture(grid, *grid.tile_center(0), *grid.tile_center(5))      # a drag
+    assert s.view().choice.channels == tuple(grid.tiles_in_rect(*grid.tile_center(0),
+                                                                *grid.tile_center(5)))
+    s.grid_gesture(grid, *grid.tile_center(9), *grid.tile_center(9))      # a click toggles
+    assert 9 in s.view().choice.channels
+    s.add_once = True                                                      # Shift, once
+    s.brush_tiles([15])
+    assert 15 in s.view().choice.channels and not s.add_once
+    s.brush_tiles([3])
+    assert s.view().choice.channels == (3,)
+    s.set_layer("l2")                                                      # new layer: empty
+    assert s.view().choice.empty and s.view().layer == "l2"
+    s.brush_tiles([2])                        # made right after the switch: applies to l2
+    assert s.view().choice.channels == (2,) and s.view().layer == "l2"
+    s.set_layer("l2")                                                      # an echo: no-op
+    assert s.view().choice.channels == (2,)
+    region = np.zeros((4, 4), bool)
+    region[1:3, 1:3] = True
+    s.select(Choice())
+    s.brush_region(region, n_channels=8)
+    assert s.view().choice.channels == tuple(range(8)) and s.view().choice.region.sum() == 4
+    s.set_image("b")
+    assert s.view().choice.empty and s.target is None
+    assert "choice" in seen and "layer" in seen
+
+
+# -- the compute layer against direct engine and analysis calls ----------------------------
+
+@pytest.fixture(scope="module")
+def compute():
+    model = models.load("embedded")
+    from lrp_widgets import data
+    x = data.shapes(n=2, seed=3).images
+    return Compute(model, {"a": x[0], "b": x[1]})
+
+
+def _view(layer, choice, image="a", composite="epsilon_plus_flat"):
+    from lrp_widgets.widgets.state import View
+    return View(image, None, composite, layer, choice)
+
+
+def test_cached_sums_equal_direct_computation(compute):
+    layer = "features.9"
+    view = _view(layer, Choice(channels=(0,)))
+    exp = compute.explanation(view)
+    assert compute.fill(view) == {"channels": True, "positions": True}
+    full = exp.heatmap()
+    rng = np.random.default_rng(0)
+    for size in (1, 5, 40, 63):                              # 40, 63: via the complement
+        chans = tuple(sorted(rng.choice(64, size, replace=False).tolist()))
+        frame = compute.frame(_view(layer, Choice(channels=chans)))
+        assert frame.source == "cache"
+        direct = exp.conditional_heatmap(layer, channels=list(chans))
+        np.testing.assert_allclose(frame.selection, direct.sum(0).double().numpy(),
+                                   rtol=1e-5, atol=1e-6 * float(full.abs().max()))
+        assert frame.mse == pytest.approx(mse(full, direct), rel=1e-4, abs=1e-9)
+        assert frame.smape == pytest.approx(smape(full, direct), rel=1e-3, abs=1e-3)
+    region = np.zeros((8, 8), bool)
+    region[2:5, 1:6] = True                              # all channels: position maps
+    frame = compute.frame(_view(layer, Choice(channels=tuple(range(64)), region=region)))
+    mask = torch.zeros(64, 8, 8, dtype=torch.bool)
+    mask[:, torch.from_numpy(region)] = True
+    direct = exp.conditional_heatmap(layer, mask=mask)
+    assert frame.source == "cache"
+    assert frame.mse == pytest.approx(mse(full, direct), rel=1e-4, abs=1e-9)
+    # A region narrowed to some channels is computed by the engine.
+    assert compute.frame(_view(layer, Choice(channels=(1,), region=region))).source == "engine"
+    assert compute.cached_bytes() == 64 * 64 * 64 * 4 + 64 * 64 * 64 * 4
+
+
+def test_cache_budget_is_counted_and_respected():
+    model = models.load("embedded")
+    x = torch.rand(3, 64, 64)
+    small = Compute(model, {"a": x}, max_bytes=64 * 64 * 4 * 70)      # channels, not positions
+    view = _view("features.9", Choice(channels=(1, 2)))
+    assert small.fill(view) == {"channels": True, "positions": False}
+    assert small.cached_bytes() <= small.max_bytes
+    assert small.frame(view).source == "cache"
+    tiny = Compute(model, {"a": x}, max_bytes=1000)
+    assert tiny.fill(view) == {"channels": False, "positions": False}
+    assert tiny.cached_bytes() == 0 and tiny.frame(view).source == "engine"
+
+
+# -- building and configuration ------------------------------------------------------------
 
 def test_explorer_builds_offline_with_defaults():
     import ipywidgets
@@ -79,10 +175,33 @@ def test_explorer_builds_offline_with_defaults():
         assert state["layer"] == "features.9" and state["channels"] == []
         assert state["error"] is None and state["curve"] is not None
         assert len(explorer.image_names) == 8 and explorer.explanation is not None
-        assert len(explorer.target_select.options) == 4            # top-5 of 4 classes
-        assert explorer.layers == explorer.explanation.layers
+        assert state["cache_bytes"] > 0                    # the background caches are filled
+        explorer.select_channels([3, 9])
+        assert explorer.state["source"] == "cache"
+        m, s = direct_scores(explorer, channels=[3, 9])
+        assert explorer.state["mse"] == pytest.approx(m, rel=1e-4)
+        assert explorer.state["smape"] == pytest.approx(s, rel=1e-3, abs=1e-3)
     finally:
         explorer.close()
+
+
+def test_css_classes_for_browser_tests_and_users(ex):
+    classes = set()
+    for w in _all_widgets(ex):
+        classes |= set(getattr(w, "_dom_classes", ()))
+    for name in ("explorer", "input-canvas", "channel-grid", "heatmap-panel", "selection-panel",
+                 "deconvolution-panel", "selection-readout", "layer-select", "colormap",
+                 "curve", "status"):
+        assert f"lrp-{name}" in classes, name
+
+
+def _all_widgets(root):
+    out, stack = [], [root]
+    while stack:
+        w = stack.pop()
+        out.append(w)
+        stack.extend(getattr(w, "children", ()) or ())
+    return out + root.analysis_view.figures()
 
 
 def test_state_is_read_only_snapshot(ex):
@@ -93,7 +212,92 @@ def test_state_is_read_only_snapshot(ex):
     assert ex.state["channels"] == []
     for key in ("layer", "channels", "mse", "smape", "timings"):
         assert key in ex.state
-    json.dumps(ex.state)                                       # plain types only
+    json.dumps(ex.state)
+
+
+def test_classes_argument_metadata_and_errors():
+    model = models.load("embedded")
+    x = torch.rand(2, 3, 64, 64)
+    names = ["w", "x", "y", "z"]
+    explorer = Explorer(model, x, classes=names, sync=True, curve=False, graph=False, maps=False)
+    try:
+        assert explorer.state["target_name"] in names
+        assert all(label.split(" (")[0] in names for label, _ in
+                   explorer.toolbar.target_select.options)
+    finally:
+        explorer.close()
+    default = Explorer(model, x, sync=True, curve=False, graph=False, maps=False)
+    assert default.classes == list(model.meta.classes)
+    default.close()
+    with pytest.raises(InputError, match="classes has 3 names"):
+        Explorer(model, x, classes=["a", "b", "c"], sync=True)
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.Flatten(),
+                          nn.Linear(4 * 8 * 8, 3)).eval()
+    numbers = Explorer(plain, torch.rand(2, 3, 8, 8), sync=True, curve=False, graph=False,
+                       maps=False)
+    assert numbers.classes == ["0", "1", "2"]
+    numbers.close()
+
+
+def test_torchvision_weight_categories_become_class_names(tmp_path, monkeypatch):
+    torchvision = pytest.importorskip("torchvision")
+    weights = torchvision.models.VGG11_Weights.IMAGENET1K_V1
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    target = tmp_path / "hub" / "checkpoints" / weights.url.rsplit("/", 1)[-1]
+    target.parent.mkdir(parents=True)
+    torch.manual_seed(0)
+    torch.save(torchvision.models.vgg11().state_dict(), target)
+    model = models.load("vgg11")
+    explorer = Explorer(model, sync=True, curve=False, graph=False, maps=False,
+                        canvas_size=224, panel_size=112)
+    try:
+        assert explorer.classes == list(weights.meta["categories"])
+        assert explorer.state["target_name"] in weights.meta["categories"]
+        low, high = explorer.view_state.bounds          # the model's normalisation of [0, 1]
+        assert torch.allclose(torch.as_tensor(low).reshape(-1),
+                              (0 - model.meta.mean.reshape(-1)) / model.meta.std.reshape(-1))
+    finally:
+        explorer.close()
+
+
+def test_configuration_errors_raise_at_construction():
+    model = models.load("embedded")
+    with pytest.raises(InputError, match="not fit the model"):
+        Explorer(model, torch.rand(2, 1, 64, 64), sync=True)           # 1 channel, model wants 3
+    with pytest.raises(InputError, match="composite"):
+        Explorer(model, torch.rand(2, 3, 64, 64), composite="magic", sync=True)
+    with pytest.raises(InputError, match="layer"):
+        Explorer(model, torch.rand(2, 3, 64, 64), layer="nope", sync=True)
+    bad = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GroupNorm(2, 4),
+                        nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
+    with pytest.raises(LRPError, match="GroupNorm"):
+        Explorer(bad, torch.rand(2, 3, 16, 16), sync=True)
+
+
+def test_input_bounds_from_data_range_and_settable_in_the_ui():
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
+                          nn.Flatten(), nn.Linear(4, 2)).eval()          # no meta
+    x = torch.rand(2, 3, 16, 16) * 2 - 1
+    explorer = Explorer(model, x, composite="epsilon_gamma_box", sync=True, curve=False,
+                        graph=False, maps=False)
+    try:
+        assert explorer.view_state.bounds == (float(x.min()), float(x.max()))
+        assert explorer.state["error"] is None
+        before = explorer.explanation.heatmap().clone()
+        explorer.toolbar.bounds_low.value, explorer.toolbar.bounds_high.value = "-3", "3"
+        explorer.toolbar.bounds_apply.click()
+        assert explorer.view_state.bounds == (-3.0, 3.0)
+        direct = __import__("lrp_widgets").Explainer(model, "epsilon_gamma_box",
+                                                     input_bounds=(-3.0, 3.0)).explain(x[0])
+        torch.testing.assert_close(explorer.explanation.heatmap(), direct.heatmap())
+        assert not torch.allclose(before, direct.heatmap())
+        explorer.toolbar.bounds_low.value = "5"
+        explorer.toolbar.bounds_apply.click()                   # low > high: said, not applied
+        assert "low < high" in explorer.state["error"]
+        assert explorer.view_state.bounds == (-3.0, 3.0)
+    finally:
+        explorer.close()
 
 
 # -- Python actions ----------------------------------------------------------------------
@@ -101,12 +305,12 @@ def test_state_is_read_only_snapshot(ex):
 def test_select_channels_numbers_equal_analysis(ex):
     ex.select_channels([7, 2, 7])
     state = ex.state
-    assert state["channels"] == [2, 7]
+    assert state["channels"] == [2, 7] and state["source"] == "engine"
     m, s = direct_scores(ex, channels=[2, 7])
     assert state["mse"] == m and state["smape"] == s
     assert state["timings"]["update"] > 0 and state["timings"]["engine"] > 0
     with pytest.raises(LRPError):
-        ex.select_channels([64])                               # features.9 has 64 channels
+        ex.select_channels([64])
     with pytest.raises(LRPError):
         ex.select_channels([1.5])
 
@@ -115,142 +319,40 @@ def test_select_layer_clears_and_validates(ex):
     ex.select_channels([1])
     ex.select_layer("features.6")
     assert ex.state["layer"] == "features.6" and ex.state["channels"] == []
-    assert ex.layer_select.value == "features.6"
-    assert len(ex.bar_plot.order) == 32
+    assert ex.toolbar.layer_select.value == "features.6"
+    assert len(ex.analysis_view.bars.relevance) == 32
     with pytest.raises(LRPError, match="unknown layer"):
         ex.select_layer("nope")
 
 
 def test_brush_channels_uses_grid_geometry(ex):
-    layout = ex._shown.layout
+    layout = ex.grid_layout()
+    assert (layout.width, layout.height) == (ex.grid_view.layout_shown.width,
+                                              ex.grid_view.layout_shown.height)
     x0, y0, _, _ = layout.tile_rect(0)
-    _, _, x1, y1 = layout.tile_rect(layout.cols + 1)           # tiles 0, 1, cols, cols + 1
+    _, _, x1, y1 = layout.tile_rect(layout.cols + 1)
     ex.brush_channels(x0, y0, x1 - 1, y1 - 1)
     assert ex.state["channels"] == [0, 1, layout.cols, layout.cols + 1]
-    ex.brush_channels(-100, -100, 10_000, 10_000)              # clipped: every tile
+    ex.brush_channels(-100, -100, 10_000, 10_000)
     assert ex.state["channels"] == list(range(64))
     ex.brush_channels(*layout.tile_rect(5), add=False)
     ex.brush_channels(*layout.tile_rect(9), add=True)
     assert ex.state["channels"] == [5, 9]
 
 
-def _px(value):
-    assert value.endswith("px"), value
-    return int(value[:-2])
-
-
-def test_layout_is_bounded_and_canvases_unstretched(ex):
-    """The channel grid fits its box for every layer, the box keeps its size, and every
-    canvas shows its pixels 1:1 (CSS size = pixel size: no stretched tiles)."""
-    box = ex.grid_box.layout
-    size = (_px(box.width), _px(box.height))
-    assert size[0] <= 420 and size[1] <= 420 and box.overflow == "auto"
-    for layer in ex.layers:
-        if len(ex.explanation.layer_shape(layer)) != 3:
-            continue
-        ex.select_layer(layer)
-        layout = ex._shown.layout
-        assert layout.width <= 400 and layout.height <= 400, (layer, layout)
-        assert layout.width >= 150, (layer, layout)          # few channels: bigger tiles
-        assert (_px(box.width), _px(box.height)) == size      # the layout stays still
-        n = ex.explanation.layer_shape(layer)[0]
-        assert f"{n} channels of {layer}" in ex.grid_title.value
-        for canvas in (ex.image_canvas, ex.grid_canvas, *ex.panels.values()):
-            h, w = canvas.size
-            assert (canvas.widget.layout.width, canvas.widget.layout.height) == (
-                f"{w}px", f"{h}px")
-    # The three panels each sit in a column with their label directly under the canvas.
-    for name, panel in ex.panels.items():
-        column = next(c for c in _boxes(ex) if panel.widget in c.children)
-        kids = list(column.children)
-        assert kids[kids.index(panel.widget) + 1] is ex.panel_labels[name]
-
-
-def _boxes(widget):
-    out, stack = [], [widget]
-    while stack:
-        w = stack.pop()
-        kids = getattr(w, "children", None)
-        if kids:
-            out.append(w)
-            stack.extend(kids)
-    return out
-
-
-def test_selected_tiles_stand_out(ex):
-    """Selected tiles are outlined and the others dimmed (rank borders are green too)."""
-    calls = []
-
-    class Recorder:
-        def __getattr__(self, name):
-            return lambda *a, **k: calls.append((name, a))
-
-        def __setattr__(self, name, value):
-            calls.append((name, value))
-    ex.select_channels([0, 5])
-    painter = ex.grid_canvas.painters[1]
-    painter(Recorder())
-    fills = [a for name, a in calls if name == "fill_rects"]
-    strokes = [a for name, a in calls if name == "stroke_rects"]
-    assert len(fills) == 1 and len(fills[0][0]) == 62            # the 62 others, dimmed
-    assert len(strokes) == 1 and len(strokes[0][0]) == 2         # the 2 chosen, outlined
-    ex.clear()
-    assert ex.grid_canvas.painters[1] is None                   # nothing chosen: nothing dimmed
-
-
-def test_many_channels_get_small_tiles_or_scroll():
-    from lrp_widgets.widgets.explorer import MAX_TILE
-    from lrp_widgets.widgets.geometry import grid_tile_size
-    assert grid_tile_size(16, 400, pad=2, maximum=MAX_TILE) * 4 >= 360   # fills the box
-    t = grid_tile_size(512, 400, pad=2, maximum=MAX_TILE)                  # VGG16
-    assert 23 * (t + 4) <= 400 and t >= 10
-    t = grid_tile_size(4096, 400, pad=2, maximum=MAX_TILE)                 # scrolls
-    assert t == 6
-
-
-def test_selection_colour_scale_toggle(ex):
-    from lrp_widgets.render import heatmap_2d, heatmap_to_rgba
-    from lrp_widgets.widgets.explorer import SCALES
-    assert SCALES == ("own", "shared") and ex.state["scale"] == "own"    # the default
-    ex.select_channels([1])
-    cond, full = ex._shown.cond, ex._shown.full
-    own = ex._shown.images["selection_heatmap"]
-    assert np.array_equal(own, heatmap_to_rgba(cond))
-    assert "own scale" in ex.panel_labels["selection"].value
-    ex.scale_select.value = "shared"                            # the toggle, as a user clicks
-    assert ex.state["scale"] == "shared" and ex.state["channels"] == [1]
-    vmax = float(np.abs(heatmap_2d(full)).max())
-    shared = ex._shown.images["selection_heatmap"]
-    assert np.array_equal(shared, heatmap_to_rgba(cond, vmax=vmax))
-    assert not np.array_equal(shared, own)                      # a part is fainter
-    assert "full heatmap's scale" in ex.panel_labels["selection"].value
-    assert ex.panels["selection"].images[0] is not None
-    ex.select_channels([2, 3])                                   # the scale stays
-    assert ex.state["scale"] == "shared" and ex.scale_select.value == "shared"
-    ex.set_scale("own")
-    assert ex.scale_select.value == "own" and "own scale" in ex.panel_labels["selection"].value
-    ex.clear()                                                   # an empty selection: all zero
-    assert "all zero" in ex.panel_labels["selection"].value
-    with pytest.raises(LRPError, match="scale"):
-        ex.set_scale("log")
-    assert ex.state["error"] is None
-
-
 def test_brush_region_selects_neurons_and_scores_match(ex):
-    h, w = ex.image_canvas.size
+    h, w = ex.input_view.canvas.size
     ex.brush_region(10, 20, 70, 40)
     state = ex.state
-    layer_hw = ex.explanation.layer_shape("features.9")[1:]
-    region = canvas_rect_to_mask(10, 20, 70, 40, (h, w), layer_hw)
+    region = canvas_rect_to_mask(10, 20, 70, 40, (h, w), (8, 8))
     assert state["region"] == np.argwhere(region).tolist()
-    assert state["channels"] == list(range(64))                # no channels: all of them
-    mask = np.zeros(ex.explanation.layer_shape("features.9"), bool)
+    assert state["channels"] == list(range(64))
+    mask = np.zeros((64, 8, 8), bool)
     mask[:, region] = True
     assert (state["mse"], state["smape"]) == direct_scores(ex, mask=torch.from_numpy(mask))
-    # Narrow to channels: the intersection.
-    ex.brush_channels(*ex._shown.layout.tile_rect(3))
+    ex.brush_channels(*ex.grid_layout().tile_rect(3))
     assert ex.state["channels"] == [3] and ex.state["neurons"] == int(region.sum())
-    ex.brush_region(-500, -500, -400, -400)                    # outside: nothing changes
+    ex.brush_region(-500, -500, -400, -400)
     assert ex.state["channels"] == [3]
 
 
@@ -265,22 +367,17 @@ def test_topk_invert_clear_and_units(ex):
     ex.set_unit("neuron")
     ex.top_k(10)
     assert ex.state["neurons"] == 10 and ex.state["k"] == 10
-    flat = ex.explanation.relevance("features.9").flatten().argsort(descending=True)[:10]
-    mask = torch.zeros(ex.explanation.relevance("features.9").numel(), dtype=torch.bool)
-    mask[flat] = True
-    mask = mask.reshape(ex.explanation.layer_shape("features.9"))
-    assert (ex.state["mse"], ex.state["smape"]) == direct_scores(ex, mask=mask)
 
 
 def test_image_target_composite_changes(ex):
     ex.select_image(3)
     assert ex.state["image"] == ex.image_names[3]
-    other = [v for _, v in ex.target_select.options if v != ex.state["target"]][0]
+    other = [v for _, v in ex.toolbar.target_select.options if v != ex.state["target"]][0]
     ex.select_target(other)
     assert ex.state["target"] == other and ex.explanation.target == other
     ex.select_composite("epsilon")
-    assert ex.state["composite"] == "epsilon"
     ex.select_channels([0, 1])
+    assert ex.state["composite"] == "epsilon"
     assert (ex.state["mse"], ex.state["smape"]) == direct_scores(ex, channels=[0, 1])
     with pytest.raises(LRPError):
         ex.select_target(17)
@@ -288,293 +385,309 @@ def test_image_target_composite_changes(ex):
         ex.select_composite("magic")
 
 
-def test_optimise_selects_its_result(ex):
+# -- the defects of issue 12 ----------------------------------------------------------------
+
+def test_colour_map_change_repaints_every_view(ex):
+    ex.select_channels([1, 2])
+    before = {"input overlay": ex.input_view.canvas.images[1].copy(),
+              "full heatmap": ex.panels["heatmap"].canvas.images[0].copy(),
+              "selection": ex.panels["selection"].canvas.images[0].copy(),
+              "tiles": ex.grid_view.canvas.images[0].copy()}
+    legend = ex.legend.value
+    ex.toolbar.cmap_select.value = "blue_orange"                   # the dropdown, as a user
+    after = {"input overlay": ex.input_view.canvas.images[1],
+             "full heatmap": ex.panels["heatmap"].canvas.images[0],
+             "selection": ex.panels["selection"].canvas.images[0],
+             "tiles": ex.grid_view.canvas.images[0]}
+    for name in before:
+        assert not np.array_equal(before[name], after[name]), name
+    from lrp_widgets.render import heatmap_to_rgba, upscale_to_canvas
+    full = ex.lanes.shown.frame.full
+    expected = upscale_to_canvas(heatmap_to_rgba(full, cmap="blue_orange"),
+                                 ex.panels["heatmap"].canvas.size)
+    assert np.array_equal(after["full heatmap"], expected)
+    assert ex.legend.value != legend and "blue_orange" in ex.legend.value
+    assert ex.state["cmap"] == "blue_orange" and ex.state["channels"] == [1, 2]
+
+
+def test_gestures_during_a_layer_switch_are_applied():
+    explorer = Explorer(sync=False, curve=False, graph=False, maps=False)
+    try:
+        compute = explorer.compute
+        original = compute.frame
+        started = threading.Event()
+
+        def slow(view):
+            started.set()
+            time.sleep(0.3)
+            return original(view)
+        compute.frame = slow
+        explorer.select_layer("features.6", wait=False)
+        assert started.wait(5)
+        grid = explorer.grid_view.canvas.widget                # still shows features.9's tiles
+        layout = explorer.grid_layout()                         # features.6's geometry
+        assert layout.n == 32
+        drag(grid, *layout.tile_center(2), *layout.tile_center(3))
+        assert explorer.wait(30)
+        assert explorer.state["layer"] == "features.6"
+        assert explorer.state["channels"] == [2, 3]
+    finally:
+        explorer.close()
+
+
+def test_optimise_selects_its_result_with_progress_and_cancel():
     from lrp_widgets.analysis import optimize_selection
-    ex.optimise(max_k=4)
-    expected = optimize_selection(ex.explanation, "features.9", metric="smape", max_k=4)
-    assert ex.state["channels"] == sorted(expected.channels)
+    explorer = Explorer(sync=True, curve=False, graph=False, maps=False)
+    try:
+        shown = []
+        original = explorer.progress.show
+        explorer.progress.show = lambda *a: (shown.append(a), original(*a))
+        explorer.optimise(max_k=4)
+        expected = optimize_selection(explorer.explanation, "features.9", max_k=4)
+        assert explorer.state["channels"] == sorted(expected.channels)
+        assert any(task == "optimise" for task, _, _ in shown)
+        # Cancel: the next progress step stops the work; nothing is selected.
+        explorer.clear()
+        explorer.progress.show = lambda *a: (original(*a), explorer.cancel())
+        explorer.optimise(max_k=6)
+        assert explorer.state["channels"] == []
+        assert "cancel" in explorer.progress.label.value
+        assert explorer.progress.cancel_button.disabled
+    finally:
+        explorer.close()
 
 
-# -- simulated mouse messages -----------------------------------------------------------
+def test_curve_shows_progress_and_marker_follows_selection():
+    explorer = Explorer(sync=True, graph=False, maps=False)
+    try:
+        curve = explorer.state["curve"]
+        plot = explorer.analysis_view.curve_plot
+        assert curve is not None and len(curve["k"]) == len(curve["smape"]) > 3
+        assert plot.mse_line.x.tolist() == curve["k"] and plot.progress.value == 1.0
+        explorer.select_channels([0, 1, 2])
+        assert plot.mse_marker.x.tolist() == [3.0]
+        assert plot.smape_marker.y.tolist() == [explorer.state["smape"]]
+    finally:
+        explorer.close()
+
+
+def test_relevance_graph_and_lower_node_click_navigates():
+    from lrp_widgets.analysis import relevance_graph
+    explorer = Explorer(sync=True, curve=False, maps=False)
+    try:
+        explorer.select_channels([5])
+        g = relevance_graph(explorer.explanation, "features.9", [5], depth=3, width=4)
+        assert [tuple(n) for n in explorer.state["graph_nodes"]] == list(g.nodes)
+        view = explorer.analysis_view.graph
+        assert view.top_layer == "features.9"
+        lower = next(i for i, n in enumerate(view.nodes) if n[0] != "features.9")
+        layer, channel = view.nodes[lower]
+        view.node_mark._handle_custom_msg({"event": "element_click",
+                                           "data": {"index": lower}}, [])
+        assert explorer.state["layer"] == layer and explorer.state["channels"] == [channel]
+        assert explorer.toolbar.layer_select.value == layer
+        # The new graph starts at the clicked node: connected, not isolated nodes.
+        graph = explorer.lanes._graph
+        assert (layer, channel) in graph.nodes and view.top_layer == layer
+        assert explorer.layers.index(layer) == 0 or graph.number_of_edges() > 0
+        view.move(-1)                                          # "lower layer" navigation
+        assert view.top_layer != layer and explorer.lanes._graph is not graph
+    finally:
+        explorer.close()
+
+
+# -- simulated mouse messages ------------------------------------------------------------
 
 def test_grid_drag_selects_on_release_only(ex):
-    grid = ex.grid_canvas.widget
-    layout = ex._shown.layout
-    before = ex._update_lane.computations
-    panel_draws = ex.panels["selection"].draws
+    grid = ex.grid_view.canvas.widget
+    layout = ex.grid_layout()
+    before = ex.lanes.update.computations
+    draws = ex.panels["selection"].canvas.draws
     send(grid, "mouse_down", *layout.tile_center(0))
-    for x in range(5, 60, 5):                                   # dragging: brush only
+    for x in range(5, 60, 5):
         send(grid, "mouse_move", x, 5)
-    assert ex._update_lane.computations == before
-    assert ex.panels["selection"].draws == panel_draws
-    assert ex.grid_canvas.painters[2] is not None               # the live rectangle
+    assert ex.lanes.update.computations == before
+    assert ex.panels["selection"].canvas.draws == draws
+    assert ex.grid_view.canvas.painters[2] is not None
     send(grid, "mouse_up", *layout.tile_center(1))
-    assert ex._update_lane.computations == before + 1
+    assert ex.lanes.update.computations == before + 1
     assert ex.state["channels"] == [0, 1]
-    assert ex.grid_canvas.painters[2] is None
+    assert ex.grid_view.canvas.painters[2] is None
 
 
 def test_grid_click_toggles_and_shift_adds(ex):
-    grid = ex.grid_canvas.widget
-    layout = ex._shown.layout
+    grid = ex.grid_view.canvas.widget
+    layout = ex.grid_layout()
     for tile in (4, 6):
         drag(grid, *layout.tile_center(tile), *layout.tile_center(tile), steps=1)
     assert ex.state["channels"] == [4, 6]
-    drag(grid, *layout.tile_center(4), *layout.tile_center(4), steps=1)   # toggle off
+    drag(grid, *layout.tile_center(4), *layout.tile_center(4), steps=1)
     assert ex.state["channels"] == [6]
-    # ipycanvas mouse events carry no modifiers: Shift arrives as key_down and arms
-    # "add" for the next gesture; a drag then adds instead of replacing.
     shift(grid)
     drag(grid, *layout.tile_center(10), *layout.tile_center(11))
     assert ex.state["channels"] == [6, 10, 11]
-    drag(grid, *layout.tile_center(12), *layout.tile_center(12))          # one-shot
-    assert ex.state["channels"] == [6, 10, 11, 12]
     drag(grid, *layout.tile_center(20), *layout.tile_center(21))
     assert ex.state["channels"] == [20, 21]
-    ex.add_toggle.value = True                                             # the button
+    ex.tools.add_toggle.value = True
     drag(grid, *layout.tile_center(0), *layout.tile_center(0))
     assert ex.state["channels"] == [0, 20, 21]
 
 
 def test_image_canvas_brush_selects_region(ex):
-    canvas = ex.image_canvas.widget
+    canvas = ex.input_view.canvas.widget
     drag(canvas, 100, 100, 140, 130)
-    assert ex.image_canvas.painters[2] is not None              # region outline
-    layer_hw = ex.explanation.layer_shape("features.9")[1:]
-    region = canvas_rect_to_mask(100, 100, 140, 130, ex.image_canvas.size, layer_hw)
+    assert ex.input_view.canvas.painters[2] is not None
+    region = canvas_rect_to_mask(100, 100, 140, 130, ex.input_view.canvas.size, (8, 8))
     assert ex.state["region"] == np.argwhere(region).tolist()
-    # Leaving the canvas while dragging ends the gesture like a release.
-    send(canvas, "mouse_down", 0, 0)
-    send(canvas, "mouse_move", 20, 20)
-    send(canvas, "mouse_out", 40, 40)
-    assert ex.state["region"] == np.argwhere(
-        canvas_rect_to_mask(0, 0, 40, 40, ex.image_canvas.size, layer_hw)).tolist()
 
-
-def test_one_canvas_batch_per_update_and_client_ready_redraws(ex, monkeypatch):
-    from ipycanvas.canvas import _CANVAS_MANAGER
-    sent = []
-    monkeypatch.setattr(_CANVAS_MANAGER, "send", lambda *a, **k: sent.append(a))
-    ex.select_channels([1, 2, 3])
-    assert len(sent) == 1                                       # hold_canvas: one message
-    sent.clear()
-    draws = ex.panels["selection"].draws
-    ex.panels["selection"].layers[0]._handle_custom_msg({"event": "client_ready"}, [])
-    assert ex.panels["selection"].draws == draws + 1 and len(sent) == 1
-    image = ex.panels["selection"].images[0]
-    assert image.dtype == np.uint8 and image.shape[-1] == 4      # RGBA, never lossy JPEG
-    grid_layers = ex.grid_canvas.layers
-    before = ex.grid_canvas.draws
-    grid_layers[0]._handle_custom_msg({"event": "client_ready"}, [])
-    assert ex.grid_canvas.draws == before + 1
-
-
-# -- widget controls and bqplot selections ----------------------------------------------
 
 def test_buttons_and_dropdowns(ex):
-    ex.k_slider.value = 3
-    ex.topk_button.click()
+    ex.tools.k_slider.value = 3
+    ex.tools.topk_button.click()
     assert len(ex.state["channels"]) == 3
-    ex.invert_button.click()
+    ex.tools.invert_button.click()
     assert len(ex.state["channels"]) == 61
-    ex.clear_button.click()
+    ex.tools.clear_button.click()
     assert ex.state["channels"] == []
-    ex.layer_select.value = "features.6"
+    ex.toolbar.layer_select.value = "features.6"
     assert ex.state["layer"] == "features.6"
-    ex.cmap_select.value = "blue_orange"
-    ex.tiles_select.value = "activation"
-    ex.unit_select.value = "neuron"
-    assert ex.state["unit"] == "neuron" and ex.state["error"] is None
-    ex.composite_select.value = "epsilon_gamma_box"
-    assert ex.state["composite"] == "epsilon_gamma_box"
-    ex.image_select.value = ex.image_select.options[2][1]
+    ex.tools.tiles_select.value = "activation"
+    ex.tools.unit_select.value = "neuron"
+    assert ex.state["unit"] == "neuron" and ex.state["tiles"] == "activation"
+    ex.toolbar.composite_select.value = "epsilon_gamma_box"
+    assert ex.state["composite"] == "epsilon_gamma_box" and ex.state["error"] is None
+    ex.toolbar.image_select.value = ex.toolbar.image_select.options[2][1]
     assert ex.state["image"] == ex.image_names[2]
-    ex.target_select.value = ex.target_select.options[1][1]
-    assert ex.state["target"] == ex.target_select.options[1][1]
+    ex.toolbar.target_select.value = ex.toolbar.target_select.options[1][1]
+    assert ex.state["target"] == ex.toolbar.target_select.options[1][1]
 
 
-def test_bar_brush_and_click_select_channels(ex):
-    bars = ex.bar_plot
-    order = bars.order
-    bars.brush.selected = [-0.4, 2.4]                            # ranks 0..2
-    assert ex.state["channels"] == sorted(order[:3].tolist())
-    assert bars.selected_channels() == ex.state["channels"]
+def test_bars_click_selects_and_follow_selection(ex):
+    bars = ex.analysis_view.bars
+    shown = list(bars.shown)
     bars.bars._handle_custom_msg({"event": "element_click", "data": {"index": 0}}, [])
-    assert ex.state["channels"] == sorted(order[1:3].tolist())
-
-
-def test_curve_marker_follows_selection():
-    explorer = Explorer(sync=True, graph=False)
-    try:
-        curve = explorer.state["curve"]
-        assert curve is not None and len(curve["k"]) == len(curve["smape"]) > 3
-        assert explorer.curve_plot.mse_line.x.tolist() == curve["k"]
-        explorer.select_channels([0, 1, 2])
-        assert explorer.curve_plot.mse_marker.x.tolist() == [3.0]
-        assert explorer.curve_plot.smape_marker.y.tolist() == [explorer.state["smape"]]
-        assert explorer.curve_plot.progress.value == 1.0
-    finally:
-        explorer.close()
-
-
-def test_relevance_graph_and_node_click():
-    from lrp_widgets.analysis import graph_positions, relevance_graph
-    explorer = Explorer(sync=True, curve=False)
-    try:
-        explorer.select_channels([5])
-        g = relevance_graph(explorer.explanation, "features.9", [5], depth=3, width=4)
-        assert [tuple(n) for n in explorer.state["graph_nodes"]] == list(g.nodes)
-        pos = graph_positions(g)
-        assert explorer.graph_plot.mark.y.tolist() == [pos[n][1] for n in g.nodes]
-        lower = next(i for i, n in enumerate(g.nodes) if n[0] != "features.9")
-        data = dict(explorer.graph_plot.mark.node_data[lower], index=lower)
-        explorer.graph_plot.mark._handle_custom_msg({"event": "element_click", "data": data}, [])
-        layer, channel = list(g.nodes)[lower]
-        assert explorer.state["layer"] == layer and explorer.state["channels"] == [channel]
-    finally:
-        explorer.close()
+    assert ex.state["channels"] == [int(shown[0])]
+    bars.bars._handle_custom_msg({"event": "element_click", "data": {"index": 1}}, [])
+    assert ex.state["channels"] == sorted([int(shown[0]), int(shown[1])])
+    ex.select_channels([int(shown[2])])
+    assert bars.selected == [int(shown[2])]
 
 
 # -- latest wins under a burst ---------------------------------------------------------
 
-def test_burst_of_gestures_computes_at_most_two_more():
-    explorer = Explorer(sync=False, curve=False, graph=False)
+def test_burst_of_100_gestures_computes_at_most_a_few_more():
+    explorer = Explorer(sync=False, curve=False, graph=False, maps=False)
     try:
-        exp = explorer.explanation
-        original = exp.conditional_heatmap
+        compute = explorer.compute
+        original = compute.frame
         running = threading.Event()
 
-        def slow(*args, **kwargs):
+        def slow(view):
             running.set()
             time.sleep(0.1)
-            return original(*args, **kwargs)
-        exp.conditional_heatmap = slow
-        grid, layout = explorer.grid_canvas.widget, explorer._shown.layout
-        before = explorer._update_lane.computations
+            return original(view)
+        compute.frame = slow
+        grid, layout = explorer.grid_view.canvas.widget, explorer.grid_layout()
+        before = explorer.lanes.update.computations
         drag(grid, *layout.tile_center(0), *layout.tile_center(1))
         assert running.wait(5)
-        for i in range(100):                                   # 100 gestures meanwhile
+        for i in range(100):
             t = 2 + i % 60
             drag(grid, *layout.tile_center(t), *layout.tile_center(t + 1), steps=2)
         assert explorer.wait(30)
-        assert explorer._update_lane.computations - before <= 3
+        assert explorer.lanes.update.computations - before <= 3
         assert explorer.state["channels"] == [2 + 99 % 60, 3 + 99 % 60]
         assert explorer.state["busy"] is False
     finally:
         explorer.close()
 
 
-# -- errors ----------------------------------------------------------------------------
+# -- uploads, errors, export, memory -------------------------------------------------------
 
 def test_non_image_upload_shows_message_and_keeps_working(ex):
     upload(ex, "notes.png", b"hello")
-    assert "not a PNG or JPEG" in ex.state["error"]
-    assert "not a PNG or JPEG" in ex.status.value
+    message = ex.analysis_view.upload.message                  # shown beside the button
+    assert "notes.png" in message and "BytesIO" not in message
     assert len(ex.image_names) == 8
+    with pytest.raises(ImageDecodeError, match="notes.png"):
+        ex.load_image(b"hello", "notes.png")                  # the Python action raises
+    assert "notes.png" in ex.state["error"] and "BytesIO" not in ex.state["error"]
     ex.select_channels([1])
     assert ex.state["error"] is None and ex.state["channels"] == [1]
 
 
-def test_wrong_size_upload_is_resized(ex):
+def test_upload_keeps_aspect_ratio_and_fit_mode_is_applied(ex):
     rgb = np.zeros((100, 80, 3), np.uint8)
-    rgb[30:70, 20:60] = 255
+    rgb[30:70, 20:60] = 255                                  # a 40x40 square
     upload(ex, "big.png", encode_png(rgb))
-    assert ex.state["error"] is None
-    assert ex.state["image"] == "upload 1: big.png"
-    assert ex.explanation.input.shape[-2:] == (64, 64)
-    assert any("resized from 100x80" in n for n in ex.state["notes"])
-    assert ex.upload.value == ()
-
-
-def test_wrong_size_images_argument_is_resized():
-    model = models.load("embedded")
-    explorer = Explorer(model, torch.rand(2, 3, 50, 70), sync=True, curve=False, graph=False)
-    try:
-        assert explorer.explanation.input.shape[-2:] == (64, 64)
-        assert any("resized from 50x70" in n for n in explorer.state["notes"])
-    finally:
-        explorer.close()
-
-
-def test_unsupported_model_shows_message():
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.GroupNorm(2, 4),
-                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 2)).eval()
-    explorer = Explorer(model, torch.rand(2, 3, 16, 16), sync=True)
-    try:
-        assert "GroupNorm" in explorer.state["error"] and "GroupNorm" in explorer.status.value
-        assert explorer.explanation is None and explorer.layer_select.disabled
-        with pytest.raises(LRPError, match="cannot explain"):
-            explorer.select_channels([0])
-    finally:
-        explorer.close()
-
-
-def test_failed_composite_reverts_and_keeps_working():
-    torch.manual_seed(0)
-    model = nn.Sequential(nn.Conv2d(3, 4, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(1),
-                          nn.Flatten(), nn.Linear(4, 2)).eval()         # no meta, no bounds
-    explorer = Explorer(model, torch.rand(2, 3, 16, 16), sync=True, curve=False, graph=False)
-    try:
-        explorer.composite_select.value = "epsilon_gamma_box"         # needs input_bounds
-        assert "input_bounds" in explorer.state["error"]
-        assert explorer.composite_select.value == "epsilon_plus_flat"
-        explorer.select_channels([1])
-        assert explorer.state["error"] is None and explorer.state["channels"] == [1]
-    finally:
-        explorer.close()
+    assert ex.state["error"] is None and ex.state["image"] == "upload 1: big.png"
+    x = ex.explanation.input[0]
+    assert x.shape[-2:] == (64, 64)
+    white = (x.mean(0) > 0.5).numpy()
+    rows, cols = np.flatnonzero(white.any(1)), np.flatnonzero(white.any(0))
+    assert abs(len(rows) - len(cols)) <= 1                   # a square stays a square
+    panel = ex.analysis_view.upload
+    assert panel.button.value == () and "big.png" in panel.message
+    panel.mode = "letterbox"                                 # the toggle: the image is redone
+    assert ex.state["image"] == "upload 1: big.png" and ex.image_names.count(
+        "upload 1: big.png") == 1
+    assert not torch.equal(ex.explanation.input[0], x)
 
 
 def test_callback_errors_never_escape(ex, monkeypatch):
     def broken(*a, **k):
         raise RuntimeError("boom")
-    monkeypatch.setattr(ex, "_change", broken)
-    drag(ex.grid_canvas.widget, 5, 5, 60, 60)                  # would raise without the guard
-    ex.topk_button.click()
+    monkeypatch.setattr(ex.view_state, "grid_gesture", broken)
+    drag(ex.grid_view.canvas.widget, 5, 5, 60, 60)
     assert "boom" in ex.state["error"]
 
-
-# -- export and memory --------------------------------------------------------------------
 
 def test_export_directory_zip_and_download(ex, tmp_path):
     PIL = pytest.importorskip("PIL.Image")
     ex.select_channels([2, 3])
     paths = ex.export(tmp_path / "out")
     names = sorted(p.name for p in paths)
-    assert names == sorted(["input.png", "overlay.png", "heatmap.png", "selection_heatmap.png",
-                            "deconvolution.png", "channel_grid.png", "explorer.npz",
-                            "selection.json"])
-    img = PIL.open(tmp_path / "out" / "selection_heatmap.png")
-    assert img.size == (64, 64) and img.mode == "RGBA"
+    assert "selection_heatmap.png" in names and "explorer.npz" in names
     arrays = np.load(tmp_path / "out" / "explorer.npz")
     assert arrays["selection_mask"].shape == (64, 8, 8)
-    assert np.array_equal(arrays["selection_heatmap"], ex._shown.cond.numpy())
+    assert np.array_equal(arrays["selection_heatmap"], ex.lanes.shown.frame.selection)
     summary = json.loads((tmp_path / "out" / "selection.json").read_text())
     assert summary["channels"] == [2, 3] and summary["mse"] == ex.state["mse"]
-    ex.export_path.value = str(tmp_path / "button")
-    ex.export_button.click()
-    assert "data:application/zip;base64," in ex.download.value
-    assert (tmp_path / "button" / "selection.json").exists()
-    (zp,) = ex.export(tmp_path / "state.zip")
-    assert zp.stat().st_size > 0
+    panel = ex.analysis_view.export
+    panel.path_text.value = str(tmp_path / "button")
+    panel.button.click()
+    panel.button.click()                                      # feedback every time
+    assert panel.count == 2 and "export 2" in panel.message
+    assert "data:application/zip;base64," in panel.link.value
+    written = Path(panel.last_path)
+    assert written.is_absolute() and (written / "selection.json").exists()
+    assert PIL.open(written / "selection_heatmap.png").size == (256, 256)   # full resolution
+    assert PIL.open(tmp_path / "out" / "selection_heatmap.png").mode == "RGBA"
 
 
 def rss_mb() -> float:
     return status_mb("VmRSS") or 0.0
 
 
-def test_memory_stays_flat_over_200_updates(ex):
-    tiles = ex._shown.layout
-    for i in range(30):                                          # warm-up
-        ex.select_channels([i % 64])
-    gc.collect()
-    before = rss_mb()
-    for i in range(200):
-        if i % 2:
-            ex.select_channels([i % 64, (i * 7) % 64])
-        else:
-            ex.brush_channels(*tiles.tile_rect(i % 64))
-    gc.collect()
-    assert rss_mb() - before < 16
-    for i in range(len(ex.image_names)):                         # caches stay bounded
-        ex.select_image(i)
-    assert len(ex._exps) <= 3 and len(ex._grids) <= 4
+def test_memory_stays_flat_over_200_updates_with_caches():
+    explorer = Explorer(sync=True, curve=False, graph=False)
+    try:
+        tiles = explorer.grid_layout()
+        for i in range(30):
+            explorer.select_channels([i % 64])
+        gc.collect()
+        before = rss_mb()
+        for i in range(200):
+            if i % 2:
+                explorer.select_channels([i % 64, (i * 7) % 64])
+            else:
+                explorer.brush_channels(*tiles.tile_rect(i % 64))
+        gc.collect()
+        assert rss_mb() - before < 16
+        assert explorer.state["source"] == "cache"
+        for i in range(len(explorer.image_names)):                 # caches stay bounded
+            explorer.select_image(i)
+        assert explorer.state["cache_bytes"] <= explorer.compute.max_bytes
+        assert len(explorer.compute._exps) <= 2
+    finally:
+        explorer.close()

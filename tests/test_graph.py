@@ -329,7 +329,7 @@ def test_errors(cnn_exp):
         relevance_graph(cnn_exp, "9", [0], width=0)
     with pytest.raises(InputError, match="channels is empty"):
         relevance_graph(cnn_exp, "9", [])
-    with pytest.raises(InputError, match="integer indices"):
+    with pytest.raises(InputError, match=r"channel indices \(integers\)"):
         relevance_graph(cnn_exp, "9", [1.5])
     with pytest.raises(InputError, match="level '11' is not below '9'"):
         relevance_graph(cnn_exp, "9", [0], layers=["11"])

@@ -60,6 +60,7 @@ import numpy as np
 import torch
 
 from ..engine.errors import InputError
+from ..engine.validation import check_channels
 from ..engine.explainer import Explanation
 
 __all__ = ["relevance_graph", "default_levels", "critical_path", "top_paths", "GraphPath",
@@ -211,22 +212,10 @@ def _check_positive(name: str, value: Any) -> None:
 
 def _start_channels(exp: Explanation, layer: str, channels: Any) -> list[int]:
     n = exp.layer_shape(layer)[0]           # also rejects unknown layers, with suggestions
-    if isinstance(channels, (torch.Tensor, np.ndarray)):
-        channels = channels.flatten().tolist()
-    elif isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-        channels = [channels]
-    if isinstance(channels, (str, bytes)) or not hasattr(channels, "__iter__"):
-        raise InputError(f"channels must be a list of channel indices, got {channels!r}")
-    chans = list(channels)
+    chans = check_channels(channels, n, layer=layer)
     if not chans:
         raise InputError(f"channels is empty: select at least one channel of layer {layer!r}")
-    for c in chans:
-        if isinstance(c, bool) or not isinstance(c, (int, np.integer)):
-            raise InputError(f"channels must be integer indices, got {c!r}")
-        if not 0 <= c < n:
-            raise InputError(f"channel {c} is out of range for layer {layer!r}, which has "
-                             f"{n} channels (0 to {n - 1})")
-    return list(dict.fromkeys(int(c) for c in chans))
+    return chans
 
 
 def _explicit_levels(exp: Explanation, layer: str, layers: Any) -> list[str]:

@@ -24,6 +24,8 @@ from typing import Union
 import numpy as np
 import torch
 
+from ..arrays import colour_sum, to_numpy
+
 __all__ = ["relevance_mass_accuracy", "pointing_game", "distractor_share", "border_share",
            "constant_region_share"]
 
@@ -31,30 +33,21 @@ ArrayLike = Union[np.ndarray, torch.Tensor]
 Score = Union[float, np.ndarray]
 
 
-def _numpy(x: ArrayLike) -> np.ndarray:
-    if isinstance(x, torch.Tensor):
-        x = x.detach().cpu()
-        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
-    return np.asarray(x)
-
-
 def _as_maps(heatmap: ArrayLike, batched: bool) -> np.ndarray:
     """(N, H, W) float64 maps, summed over colour; N = 1 for a single heatmap."""
-    h = _numpy(heatmap).astype(np.float64, copy=False)
+    expected = (3, 4) if batched else (2, 3)
+    if np.ndim(heatmap) not in expected:
+        raise ValueError(f"heatmap must have {' or '.join(map(str, expected))} axes here, "
+                         f"got shape {tuple(np.shape(heatmap))}")
+    h = colour_sum(heatmap, batched)          # the colour axis, if any, summed
     if not np.all(np.isfinite(h)):
         raise ValueError("heatmap contains NaN or infinite values")
-    expected = (3, 4) if batched else (2, 3)
-    if h.ndim not in expected:
-        raise ValueError(f"heatmap must have {' or '.join(map(str, expected))} axes here, "
-                         f"got shape {h.shape}")
-    if h.ndim == expected[1]:  # has a colour axis
-        h = h.sum(axis=-3)
     return h if batched else h[None]
 
 
 def _with_mask(heatmap: ArrayLike, mask: ArrayLike) -> tuple[np.ndarray, np.ndarray, bool]:
     """Maps and masks as (N, H, W) arrays, and whether the input was a batch."""
-    m = _numpy(mask)
+    m = to_numpy(mask)
     h_ndim = np.ndim(heatmap)
     if m.ndim == 2:
         batched = h_ndim == 4  # a batch sharing one mask

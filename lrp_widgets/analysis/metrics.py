@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from ..arrays import colour_sum, to_numpy
+
 __all__ = ["mse", "smape", "mse_batch", "smape_batch", "mse_smape_batch", "as_map"]
 
 
@@ -52,15 +54,6 @@ def _accelerator(*xs: Any) -> Any:
         if _is_tensor(x) and x.device.type != "cpu":
             return x.device
     return None
-
-
-def _host_array(x: Any) -> np.ndarray:
-    if _is_tensor(x):
-        import torch
-        x = x.detach().cpu()
-        # numpy has no bfloat16; float32 holds it exactly.
-        return (x.float() if x.dtype == torch.bfloat16 else x).numpy()
-    return np.asarray(x)
 
 
 def _check_ndim(shape: tuple[int, ...], what: str) -> None:
@@ -89,7 +82,7 @@ def _maps(x: Any, batched: bool) -> Any:
         m = x.detach().sum(dim=-3, dtype=torch.float64) if chw else x.detach().to(torch.float64, copy=True)
     else:
         # A fresh array: the scaling below works in place and must not touch the caller's data.
-        m = x.sum(axis=-3, dtype=np.float64) if chw else np.array(x, dtype=np.float64)
+        m = colour_sum(x, batched)
     # Explicit sizes (not -1) so that an empty batch (N = 0) reshapes too.
     n_pixels = int(np.prod(m.shape[1:] if batched else m.shape))
     return m.reshape(lead + (n_pixels,))
@@ -111,7 +104,7 @@ def _prepare(reference: Any, estimates: Any, batched: bool) -> tuple[Any, Any, f
         reference = torch.as_tensor(reference, device=device)
         estimates = torch.as_tensor(estimates, device=device)
     else:
-        reference, estimates = _host_array(reference), _host_array(estimates)
+        reference, estimates = to_numpy(reference), to_numpy(estimates)
     _check_shapes(tuple(reference.shape), tuple(estimates.shape), batched)
     r, e = _maps(reference, False), _maps(estimates, batched)
     for m, what in ((r, "reference"), (e, "estimate")):
@@ -120,10 +113,6 @@ def _prepare(reference: Any, estimates: Any, batched: bool) -> tuple[Any, Any, f
     scale = float(abs(r).max())
     # An all-zero reference has no scale: use 1 rather than divide by zero.
     return r, e, (scale if scale > 0 else 1.0)
-
-
-def _to_numpy(x: Any) -> np.ndarray:
-    return x.cpu().numpy() if _is_tensor(x) else np.asarray(x)
 
 
 def _smape_rows(d: Any, den: Any, n: int) -> Any:
@@ -166,7 +155,7 @@ def _batch(reference: Any, estimates: Any, batched: bool, want_mse: bool,
            want_smape: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
     r, e, scale = _prepare(reference, estimates, batched)
     m, s = _scores(r, e, scale, want_mse, want_smape)
-    return (None if m is None else _to_numpy(m)), (None if s is None else _to_numpy(s))
+    return (None if m is None else to_numpy(m)), (None if s is None else to_numpy(s))
 
 
 def mse_batch(reference: Any, estimates: Any) -> np.ndarray:
@@ -261,6 +250,6 @@ def as_map(heatmap: Any) -> np.ndarray:
     >>> as_map(np.ones((3, 2, 2))).tolist()
     [[3.0, 3.0], [3.0, 3.0]]
     """
-    x = heatmap.detach().cpu().numpy() if _is_tensor(heatmap) else np.asarray(heatmap)
+    x = to_numpy(heatmap)
     _check_ndim(x.shape, "heatmap")
-    return x.sum(axis=0, dtype=np.float64) if x.ndim == 3 else x.astype(np.float64)
+    return colour_sum(x)

@@ -13,8 +13,9 @@ selection, so the heatmap of the top-k units is a sum of heatmaps of disjoint
 pieces. The curve computes one heatmap per *increment* between consecutive grid
 points (one backward pass each, however many units the increment holds) and forms
 every top-k map by a cumulative sum; the optimiser computes one heatmap per
-candidate once and then only adds maps. Per-unit heatmaps are cached on
-``exp.cache`` so that later curves, the optimiser and the widgets reuse them.
+candidate once and then only adds maps. Per-unit maps (colour-summed) are remembered
+per explanation in this module's own state (:func:`unit_maps`, :func:`forget`), so that
+later curves, the optimiser and the widgets reuse them.
 
 Units: ``unit="channel"`` selects whole channels (index into the layer's first
 axis); ``unit="neuron"`` selects single neurons, named by their *flat* index into
@@ -41,6 +42,8 @@ from __future__ import annotations
 
 import math
 import sys
+import threading
+import weakref
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -48,10 +51,12 @@ import numpy as np
 import torch
 
 from ..engine.errors import InputError
+from ..arrays import colour_sum, ranking
 from .metrics import mse_batch, mse_smape_batch, smape_batch
 
 __all__ = ["SelectionCurve", "Selection", "selection_curve", "optimize_selection",
-           "unit_heatmaps", "default_ks", "ProgressBar", "ORDERS", "UNITS", "METRICS"]
+           "unit_heatmaps", "unit_maps", "unit_map_sum", "forget", "remembered_bytes",
+           "default_ks", "ORDERS", "UNITS", "METRICS"]
 
 ORDERS = ("relevance", "activation", "greedy")
 UNITS = ("channel", "neuron")
@@ -184,85 +189,33 @@ class Selection:
 
 # -- progress ------------------------------------------------------------------------------
 
-class ProgressBar:
-    """A ``(done, total)`` progress callback that draws a bar.
-
-    In a Jupyter kernel it shows an ``ipywidgets.IntProgress``; elsewhere a
-    ``tqdm.auto`` bar on stderr (nothing when tqdm is missing). Pass
-    ``progress="bar"`` to the functions of this module to get one.
-
-    Examples
-    --------
-    >>> bar = ProgressBar("maps", enabled=False)     # enabled=False: draws nothing
-    >>> bar(0, 4); bar(4, 4); bar.close()
-    >>> bar.done, bar.total
-    (4, 4)
-    """
-
-    def __init__(self, description: str = "", enabled: bool = True) -> None:
-        self.description, self.enabled = description, enabled
-        self.done, self.total = 0, 0
-        self._widget: Any = None
-        self._tqdm: Any = None
-
-    def __call__(self, done: int, total: int) -> None:
-        self.done, self.total = done, total
-        if not self.enabled:
-            return
-        if self._widget is None and self._tqdm is None:
-            self._open(total)
-        if self._widget is not None:
-            self._widget.max = max(total, 1)
-            self._widget.value = min(done, max(total, 1))
-        elif self._tqdm is not None:
-            self._tqdm.total = total
-            self._tqdm.n = done
-            self._tqdm.refresh()
-
-    def _open(self, total: int) -> None:
-        if _in_kernel():
-            try:
-                import ipywidgets
-                from IPython.display import display
-                self._widget = ipywidgets.IntProgress(value=0, min=0, max=max(total, 1),
-                                                      description=self.description)
-                display(self._widget)
-                return
-            except ImportError:
-                pass
-        try:
-            from tqdm.auto import tqdm
-            self._tqdm = tqdm(total=total, desc=self.description or None, leave=False)
-        except ImportError:
-            self.enabled = False                     # no way to draw: stay silent
-
-    def close(self) -> None:
-        """Remove the bar (a finished notebook bar is hidden, a tqdm bar closed)."""
-        if self._widget is not None:
-            self._widget.close()
-        if self._tqdm is not None:
-            self._tqdm.close()
-        self._widget = self._tqdm = None
-
-
-def _in_kernel() -> bool:
-    ipython = sys.modules.get("IPython")
-    shell = ipython.get_ipython() if ipython is not None else None
-    return shell is not None and hasattr(shell, "kernel")
-
-
 def _progress_callback(progress: Progress, description: str
                        ) -> tuple[Callable[[int, int], Any], Callable[[], None]]:
     """(callback, close) for a ``progress`` argument."""
     if progress is None or progress is False:
         return (lambda done, total: None), (lambda: None)
     if progress == "bar" or progress is True:
-        bar = ProgressBar(description)
-        return bar, bar.close
+        return _text_bar(description)
     if callable(progress):
         return progress, (lambda: None)
     raise InputError(f"progress must be None, 'bar' or a callable (done, total), "
                      f"not {progress!r}")
+
+
+def _text_bar(description: str) -> tuple[Callable[[int, int], Any], Callable[[], None]]:
+    """A ``tqdm.auto`` bar (a notebook widget in Jupyter, text elsewhere); silent without
+    tqdm. Widgets of their own (``lrp_widgets.widgets.ProgressBar``) live in the widgets
+    package: analysis draws nothing itself."""
+    try:
+        from tqdm.auto import tqdm
+    except ImportError:
+        return (lambda done, total: None), (lambda: None)
+    bar = tqdm(total=0, desc=description or None, leave=False)
+
+    def report(done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.refresh()
+    return report, bar.close
 
 
 class _Ticker:
@@ -302,8 +255,7 @@ class _Units:
 
     def ranked(self, what: str) -> list[int]:
         """All units by ``what``, descending; ties keep index order (stable sort)."""
-        order = torch.sort(self.scores(what), descending=True, stable=True).indices
-        return order.tolist()
+        return ranking(self.scores(what)).tolist()
 
     def selections(self, groups: Sequence[Sequence[int]]) -> Any:
         """Groups of units as one ``conditional_heatmaps`` argument."""
@@ -314,9 +266,52 @@ class _Units:
             masks[row, list(g)] = True
         return masks.view((len(groups),) + self.shape)
 
-    def cache(self) -> dict[int, torch.Tensor]:
-        """Per-unit heatmaps of this layer, kept on the explanation."""
-        return self.exp.cache.setdefault(("selection.unit_maps", self.layer, self.unit), {})
+    def cache(self) -> dict[int, np.ndarray]:
+        """Per-unit maps of this layer (colour axis summed, flat), remembered for this
+        explanation in this module's own state."""
+        return _remembered(self.exp).setdefault(("unit_maps", self.layer, self.unit), {})
+
+
+# -- what analysis remembers per explanation ------------------------------------------------
+
+# Analysis results belong to analysis, not to engine objects: a weak map from each
+# Explanation to its results, dropped with the explanation.
+_STATE: "weakref.WeakKeyDictionary[Any, dict]" = weakref.WeakKeyDictionary()
+_STATE_LOCK = threading.Lock()
+
+
+def _remembered(exp: Any) -> dict:
+    with _STATE_LOCK:
+        state = _STATE.get(exp)
+        if state is None:
+            state = _STATE[exp] = {}
+        return state
+
+
+def forget(exp: Any) -> None:
+    """Drop what this module remembers about ``exp`` (unit maps, curves).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lrp_widgets import Explainer
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> exp = Explainer(model, "epsilon").explain(torch.ones(3), target=0)
+    >>> _ = unit_maps(exp, "1", [0, 1]); remembered_bytes(exp) > 0
+    True
+    >>> forget(exp); remembered_bytes(exp)
+    0
+    """
+    with _STATE_LOCK:
+        _STATE.pop(exp, None)
+
+
+def remembered_bytes(exp: Any) -> int:
+    """Bytes of the unit maps remembered for ``exp`` (see :func:`unit_maps`)."""
+    with _STATE_LOCK:
+        state = _STATE.get(exp) or {}
+    return int(sum(m.nbytes for key, maps in list(state.items()) if key[0] == "unit_maps"
+                   for m in list(maps.values())))
 
 
 def _check_choice(value: Any, allowed: Sequence[str], what: str) -> str:
@@ -339,12 +334,11 @@ def _check_int(value: Any, what: str, low: int, high: int, hint: str = "") -> in
 def _flat_maps(heatmaps: torch.Tensor) -> np.ndarray:
     """``(N, *x.shape)`` heatmaps as the metrics see them: ``(N, pixels)`` float64.
 
-    The colour axis of ``(C,H,W)`` inputs is summed (as ``metrics.as_map`` does);
-    summing commutes with adding maps, so sums of these rows are maps of sums.
+    The colour axis of ``(C,H,W)`` inputs is summed (``metrics.colour_sum``, as the
+    metrics do); summing commutes with adding maps, so sums of these rows are maps of sums.
     """
-    t = heatmaps.detach()
-    t = t.sum(dim=1, dtype=torch.float64) if t.dim() == 4 else t.to(torch.float64)
-    return t.reshape(t.shape[0], -1).cpu().numpy()
+    maps = colour_sum(heatmaps, batched=True)
+    return maps.reshape(maps.shape[0], -1)
 
 
 def _reference_map(exp: Any) -> np.ndarray:
@@ -363,29 +357,104 @@ def _batch_size(units: _Units) -> int:
 
 
 def _run_groups(units: _Units, groups: list[list[int]], ticker: _Ticker
-                ) -> list[torch.Tensor]:
-    """Conditional heatmaps of groups of units, a batch per engine call; one backward
-    pass per group. Single-unit groups are added to the per-unit cache."""
+                ) -> list[np.ndarray]:
+    """Flat maps (float64) of groups of units, a batch per engine call; one backward
+    pass per group. Single-unit maps are remembered, in the explanation's precision."""
     cache, out = units.cache(), []
     batch = _batch_size(units) if groups else 1
+    dtype = _map_dtype(units.exp)
     for start in range(0, len(groups), batch):
         block = groups[start:start + batch]
-        maps = units.exp.conditional_heatmaps(units.layer, units.selections(block))
+        maps = _flat_maps(units.exp.conditional_heatmaps(units.layer, units.selections(block)))
         for g, m in zip(block, maps):
-            m = m.clone()                  # not a view: the batch tensor can then be freed
             if len(g) == 1:
-                cache[g[0]] = m
+                cache[g[0]] = m.astype(dtype)
             out.append(m)
         ticker.add(len(block))
     return out
+
+
+def _map_dtype(exp: Any) -> np.dtype:
+    # Remembered maps keep the model's precision: float32 maps of a float32 model lose
+    # nothing a float32 backward pass has, and take half the memory of float64.
+    return np.dtype(np.float64) if exp.input.dtype == torch.float64 else np.dtype(np.float32)
+
+
+def unit_maps(exp: Any, layer: str, units: Sequence[int], unit: str = "channel",
+              progress: Progress = None) -> np.ndarray:
+    """Colour-summed maps of single units, ``(len(units), *map shape)``, remembered.
+
+    The map of a unit is its conditional heatmap summed over the input's colour axis
+    (``(H, W)`` for images), the form the metrics compare. Maps are remembered for
+    this explanation (in its precision): later calls, :func:`selection_curve` and
+    :func:`optimize_selection` reuse them, and :func:`unit_map_sum` adds them.
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lrp_widgets import Explainer
+    >>> model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU(),
+    ...                             torch.nn.Flatten(), torch.nn.Linear(4 * 4 * 4, 2))
+    >>> exp = Explainer(model, "epsilon").explain(torch.rand(3, 6, 6), target=0)
+    >>> unit_maps(exp, "1", [2, 0]).shape
+    (2, 6, 6)
+    """
+    space = _Units(exp, layer, unit)
+    wanted = [_check_int(u, "unit", 0, space.n - 1, f" ({space.n} {unit}s in layer {layer!r})")
+              for u in units]
+    report, close = _progress_callback(progress, f"{layer}: unit maps")
+    try:
+        _unit_flat(space, wanted, _Ticker(report), start=True)
+    finally:
+        close()
+    cache = space.cache()
+    shape = _map_shape(exp)
+    if not wanted:
+        return np.zeros((0,) + shape, dtype=_map_dtype(exp))
+    return np.stack([cache[u] for u in wanted]).reshape((len(wanted),) + shape)
+
+
+def unit_map_sum(exp: Any, layer: str, units: Sequence[int],
+                 unit: str = "channel") -> Optional[np.ndarray]:
+    """The sum of remembered unit maps (float64, map shape), or None if one is missing.
+
+    By linearity this is the colour-summed conditional heatmap of the units together;
+    nothing is computed (see :func:`unit_maps`).
+
+    Examples
+    --------
+    >>> import torch
+    >>> from lrp_widgets import Explainer
+    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
+    >>> exp = Explainer(model, "epsilon").explain(torch.ones(3, dtype=torch.float64), target=0)
+    >>> unit_map_sum(exp, "1", [0, 2]) is None
+    True
+    >>> _ = unit_maps(exp, "1", range(4))
+    >>> both = exp.conditional_heatmap("1", channels=[0, 2]).numpy()
+    >>> bool(np.allclose(unit_map_sum(exp, "1", [0, 2]), both, rtol=1e-12, atol=1e-15))
+    True
+    """
+    cache = _remembered(exp).get(("unit_maps", layer, unit), {})
+    rows = [cache.get(int(u)) for u in units]
+    if any(r is None for r in rows):
+        return None
+    total = np.zeros(int(np.prod(_map_shape(exp))), dtype=np.float64)
+    for r in rows:
+        total += r
+    return total.reshape(_map_shape(exp))
+
+
+def _map_shape(exp: Any) -> tuple[int, ...]:
+    shape = tuple(exp.input.shape[1:])
+    return shape[1:] if len(shape) == 3 else shape
 
 
 def unit_heatmaps(exp: Any, layer: str, units: Sequence[int], unit: str = "channel",
                   progress: Progress = None) -> torch.Tensor:
     """Conditional heatmaps of single units: ``(len(units), *x.shape)``.
 
-    Maps already on ``exp.cache`` are reused; the others are computed in batches
-    (one backward pass each) and cached.
+    Computed in batches (one backward pass each); their colour-summed maps are
+    remembered as :func:`unit_maps` remembers them (the full maps are not kept).
 
     Parameters
     ----------
@@ -409,23 +478,38 @@ def unit_heatmaps(exp: Any, layer: str, units: Sequence[int], unit: str = "chann
     wanted = [_check_int(u, "unit", 0, space.n - 1, f" ({space.n} {unit}s in layer {layer!r})")
               for u in units]
     report, close = _progress_callback(progress, f"{layer}: unit heatmaps")
+    x = exp.input
+    if not wanted:
+        return x.new_zeros((0,) + tuple(x.shape[1:]))
+    ticker, cache, out = _Ticker(report), space.cache(), []
+    batch, dtype = _batch_size(space), _map_dtype(exp)
     try:
-        return _unit_maps(space, wanted, _Ticker(report), start=True)
+        ticker.start(len(wanted))
+        for start in range(0, len(wanted), batch):
+            block = wanted[start:start + batch]
+            maps = exp.conditional_heatmaps(layer, space.selections([[u] for u in block]))
+            for u, m in zip(block, _flat_maps(maps)):
+                cache[u] = m.astype(dtype)
+            out.append(maps)
+            ticker.add(len(block))
     finally:
         close()
+    return torch.cat(out)
 
 
-def _unit_maps(space: _Units, wanted: list[int], ticker: _Ticker,
-               start: bool = False) -> torch.Tensor:
+def _unit_flat(space: _Units, wanted: list[int], ticker: _Ticker,
+               start: bool = False) -> np.ndarray:
+    """Flat float64 maps ``(len(wanted), pixels)``, computing the missing ones."""
     cache = space.cache()
     missing = list(dict.fromkeys(u for u in wanted if u not in cache))
     if start:
         ticker.start(len(missing))
     _run_groups(space, [[u] for u in missing], ticker)
-    if not wanted:
-        x = space.exp.input
-        return x.new_zeros((0,) + tuple(x.shape[1:]))
-    return torch.stack([cache[u] for u in wanted])
+    pixels = int(np.prod(_map_shape(space.exp)))
+    out = np.empty((len(wanted), pixels), dtype=np.float64)
+    for row, u in enumerate(wanted):
+        out[row] = cache[u]
+    return out
 
 
 # -- the curve -----------------------------------------------------------------------------
@@ -485,7 +569,8 @@ def _prefix_maps(space: _Units, order: list[int], ks: list[int], ticker: _Ticker
         segment = order[a:b]
         known = [u for u in segment if u in cache]
         if known:
-            increments[s] = _flat_maps(torch.stack([cache[u] for u in known])).sum(axis=0)
+            for u in known:
+                increments[s] += cache[u]
         missing = [u for u in segment if u not in cache]
         if missing:
             jobs.append((s, missing))
@@ -495,7 +580,7 @@ def _prefix_maps(space: _Units, order: list[int], ks: list[int], ticker: _Ticker
         derived = jobs.pop()[0]
     ticker.start(ticker.done + len(jobs))
     for (s, _), m in zip(jobs, _run_groups(space, [g for _, g in jobs], ticker)):
-        increments[s] += _flat_maps(m[None])[0]
+        increments[s] += m
     if derived is not None:
         # Linearity on a cut: the last piece is what the others leave of the full map.
         increments[derived] = ref - (increments.sum(axis=0) - increments[derived])
@@ -536,7 +621,7 @@ def selection_curve(exp: Any, layer: str, ks: Optional[Sequence[int]] = None,
     Returns
     -------
     SelectionCurve
-        Cached on ``exp.cache``: asking again for the same curve costs nothing.
+        Remembered for ``exp`` (this module's state): asking again costs nothing.
 
     Notes
     -----
@@ -562,7 +647,7 @@ def selection_curve(exp: Any, layer: str, ks: Optional[Sequence[int]] = None,
     pool = _check_int(candidates, "candidates", 1, sys.maxsize) if order == "greedy" else 0
     key = ("selection.curve", layer, unit, order, tuple(ks),
            (metric, pool) if order == "greedy" else None)
-    cached = exp.cache.get(key)
+    cached = _remembered(exp).get(key)
     if cached is not None:
         return _copy_curve(cached)
     report, close = _progress_callback(progress, f"{layer}: selection curve")
@@ -575,7 +660,7 @@ def selection_curve(exp: Any, layer: str, ks: Optional[Sequence[int]] = None,
         close()
     curve = SelectionCurve(k=ks, mse=m.tolist(), smape=s.tolist(), channels=units, layer=layer,
                            order=order, unit=unit, layer_shape=space.shape)
-    exp.cache[key] = _copy_curve(curve)
+    _remembered(exp)[key] = _copy_curve(curve)
     return curve
 
 
@@ -590,7 +675,7 @@ def _curve_order(space: _Units, order: str, metric: str, pool: int, ticker: _Tic
         return space.ranked(order)
     by_relevance = space.ranked("relevance")
     candidates = by_relevance[:pool]
-    maps = _flat_maps(_unit_maps(space, candidates, ticker, start=True))
+    maps = _unit_flat(space, candidates, ticker, start=True)
     picked, _ = _greedy(_reference_map(space.exp), maps, metric, len(candidates), None)
     chosen = [candidates[i] for i in picked]
     taken = set(chosen)
@@ -733,7 +818,7 @@ def optimize_selection(exp: Any, layer: str, metric: str = "smape",
         ticker = _Ticker(report)
         missing = len({u for u in pool if u not in space.cache()})
         ticker.start(missing + limit)
-        maps = _flat_maps(_unit_maps(space, pool, ticker))
+        maps = _unit_flat(space, pool, ticker)
         ref = _reference_map(exp)
         rows, value, met = _optimise(ref, maps, metric, target, limit, swaps, ticker)
         ticker.done = ticker.total

@@ -16,6 +16,7 @@ from .composites import COMPOSITE_NAMES, Composite, Mean, Sum, named_composite
 from .errors import InputError, LRPError, UnsupportedLayerError
 from .explainer import DEFAULT_MAX_BYTES, Explainer, Explanation
 from .plan import SUPPORTED
+from .validation import check_bounds, check_channels, check_target
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, WSquare, ZBox, ZPlus
 
 __all__ = [
@@ -23,4 +24,5 @@ __all__ = [
     "Mean",
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
     "LRPError", "UnsupportedLayerError", "InputError", "SUPPORTED", "DEFAULT_MAX_BYTES",
+    "check_target", "check_channels", "check_bounds",
 ]

@@ -21,7 +21,9 @@ from .composites import Composite, Sum, resolve_composite
 from .errors import InputError, UnsupportedLayerError
 from .plan import Plan, build_plan
 from .relevance_support import mark_positive_relevance
+from .rules import ZBox
 from .steps import AffineStep, InputStep, LinearMapStep, StepPropagator, SumStep
+from .validation import check_bounds, check_channels, check_target
 
 Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
 
@@ -63,6 +65,8 @@ class Explainer:
         if not isinstance(model, nn.Module):
             raise TypeError(f"model must be a torch.nn.Module, not {type(model).__name__}")
         self.model = model
+        if input_bounds is not None:
+            check_bounds(input_bounds, None)       # values and order; shapes at explain()
         self.composite = resolve_composite(composite, input_bounds)
         self.input_bounds = input_bounds
         self.canonize = canonize
@@ -119,6 +123,7 @@ class Explainer:
         xb = _check_input(x, device, dtype, self.plan.input_layout())
         if init not in ("logit", "one_hot"):
             raise InputError(f"init must be 'logit' or 'one_hot', not {init!r}")
+        self._check_bounds_fit(xb)
         t0 = time.perf_counter()
         with torch.no_grad():
             acts, ctxs = self._forward(xb)
@@ -128,10 +133,19 @@ class Explainer:
                              "expects scores of shape (1, classes)")
         if not torch.isfinite(out).all():
             raise InputError("the model's output contains NaN or inf for this input")
-        target = _check_target(target, out)
+        target = check_target(target, out.shape[1])
+        target = int(out[0].argmax()) if target is None else target
         exp = Explanation(self, xb, acts, ctxs, target, init)
         exp.timings["forward"] = time.perf_counter() - t0
         return exp
+
+    def _check_bounds_fit(self, xb: torch.Tensor) -> None:
+        """Every ZBox rule's bounds against this input, before any work is done."""
+        for step, rule in zip(self.plan.steps, self.rules):
+            if isinstance(rule, ZBox):
+                given = self.input_bounds is not None and rule.low is self.input_bounds[0]
+                what = "input_bounds" if given else f"ZBox bounds of layer '{step.name}'"
+                check_bounds((rule.low, rule.high), xb, what)
 
     def _forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[Any]]:
         """Interpret the traced graph, keeping every step's output (and pooling switches)."""
@@ -192,7 +206,6 @@ class Explanation:
         self._rel: list[Optional[torch.Tensor]] = [None] * len(self.plan.steps)
         self._pending: dict[int, torch.Tensor] = {self.plan.output: self._initial_relevance()}
         self._next = self.plan.output              # full backward has handled steps > _next
-        self.cache: dict[Any, Any] = {}            # for analysis results (per-channel maps, ...)
 
     # -- basic members ---------------------------------------------------------------
     @property
@@ -458,20 +471,6 @@ def _check_input(x: Any, device: torch.device, dtype: torch.dtype,
     return xb
 
 
-def _check_target(target: Optional[int], out: torch.Tensor) -> int:
-    n = out.shape[1]
-    if target is None:
-        return int(out[0].argmax())
-    if isinstance(target, torch.Tensor) and target.numel() == 1:
-        target = int(target)
-    if isinstance(target, (bool, np.bool_)) or not isinstance(target, (int, np.integer)):
-        raise InputError(f"target must be a class index (int), not {type(target).__name__}")
-    if not 0 <= int(target) < n:
-        raise InputError(f"target {target} is out of range: the model has {n} classes "
-                         f"(0 to {n - 1})")
-    return int(target)
-
-
 class _SelectionMasks:
     """Turns user selections into boolean masks over one layer, block by block.
 
@@ -488,7 +487,8 @@ class _SelectionMasks:
         if isinstance(selections, torch.Tensor):
             if tuple(selections.shape[1:]) != shape:
                 raise InputError(f"selection masks for layer '{layer}' must have shape "
-                                 f"(N, {', '.join(map(str, shape))}), got {tuple(selections.shape)}")
+                                 f"(N, {', '.join(map(str, shape))}), "
+                                 f"got {tuple(selections.shape)}")
             self.stack: Optional[torch.Tensor] = _as_bool(selections, layer).to(device)
             self.items: list[tuple[Optional[torch.Tensor], Optional[torch.Tensor]]] = []
         else:
@@ -506,7 +506,8 @@ class _SelectionMasks:
         if isinstance(sel, dict):
             unknown = set(sel) - {"channels", "mask"}
             if unknown:
-                raise InputError(f"unknown selection keys {sorted(unknown)}; use 'channels', 'mask'")
+                raise InputError(f"unknown selection keys {sorted(unknown)}; "
+                                 "use 'channels', 'mask'")
             channels, mask = sel.get("channels"), sel.get("mask")
         elif isinstance(sel, (torch.Tensor, np.ndarray)) and (
                 sel.dtype in (torch.bool, np.bool_) or tuple(sel.shape) == self.shape):
@@ -551,20 +552,8 @@ def _channel_vector(channels: Any, n: int, device: torch.device,
     """Boolean ``(n,)`` vector of the selected channels, or None for all."""
     if channels is None:
         return None
-    if isinstance(channels, (int, np.integer)) and not isinstance(channels, bool):
-        channels = [int(channels)]
-    if isinstance(channels, (torch.Tensor, np.ndarray)):
-        channels = channels.flatten().tolist()
-    try:
-        chans = [int(c) for c in channels]
-    except (TypeError, ValueError):
-        raise InputError(f"channels must be a list of channel indices, got {channels!r}") from None
-    bad = [c for c in chans if not 0 <= c < n]
-    if bad:
-        raise InputError(f"channel {bad[0]} is out of range for layer '{layer}', which has "
-                         f"{n} channels (0 to {n - 1})")
     keep = torch.zeros(n, dtype=torch.bool, device=device)
-    keep[chans] = True
+    keep[check_channels(channels, n, layer=layer)] = True
     return keep
 
 

@@ -20,7 +20,7 @@ Examples
 >>> from lrp_widgets.engine.affine import AffineLayer
 >>> layer = AffineLayer("fc", torch.nn.Linear(2, 1, bias=False))
 >>> with torch.no_grad():
-...     layer.module.weight.copy_(torch.tensor([[1.0, 3.0]]))
+...     _ = layer.module.weight.copy_(torch.tensor([[1.0, 3.0]]))
 >>> x = torch.tensor([[1.0, 1.0]]); z = layer.apply(x, *layer.parameters())
 >>> Epsilon(1e-9).propagator(layer, x, z)(torch.tensor([[4.0]]))
 tensor([[1., 3.]])
@@ -33,6 +33,7 @@ import torch
 
 from .affine import AffineLayer
 from .stabilize import stabilize, stabilize_positive
+from .validation import fit_bound
 
 Propagator = Callable[[torch.Tensor], torch.Tensor]
 
@@ -471,10 +472,5 @@ def _bound_key(bound: float | torch.Tensor) -> tuple:
 def _bound_like(bound: float | torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     """A ZBox bound as a tensor shaped like ``x`` (batch axis 1)."""
     t = torch.as_tensor(bound, dtype=x.dtype, device=x.device)
-    if t.dim() == 1 and x.dim() > 2 and t.numel() == x.shape[1]:
-        t = t.view((-1,) + (1,) * (x.dim() - 2))      # per-channel bounds
-    try:
-        return t.expand(x.shape[1:]).unsqueeze(0).expand(x.shape)
-    except RuntimeError:
-        raise ValueError(f"input bound of shape {tuple(t.shape)} does not broadcast to the "
-                         f"input shape {tuple(x.shape[1:])}") from None
+    return fit_bound(t, tuple(x.shape[1:]), argument="ZBox bounds").expand(
+        x.shape[1:]).unsqueeze(0).expand(x.shape)

@@ -1,26 +1,12 @@
-"""Small array helpers shared by the render modules (numpy only)."""
+"""Small array helpers shared by the render modules (numpy only); ``to_numpy`` and the
+colour-axis sum live in :mod:`lrp_widgets.arrays` (one copy for every layer)."""
 from __future__ import annotations
 
 from typing import Any
 
 import numpy as np
 
-
-def to_numpy(x: Any) -> np.ndarray:
-    """Return ``x`` as a numpy array, accepting torch tensors without importing torch.
-
-    Anything with ``detach``/``cpu``/``numpy`` methods (a torch tensor) is detached and
-    copied to host memory; everything else goes through :func:`numpy.asarray`.
-
-    Examples
-    --------
-    >>> to_numpy([1, 2]).tolist()
-    [1, 2]
-    """
-    # Duck typing keeps `import torch` out of the render package.
-    if all(hasattr(x, m) for m in ("detach", "cpu", "numpy")):
-        return x.detach().cpu().numpy()
-    return np.asarray(x)
+from ..arrays import to_numpy  # noqa: F401 - one copy, shared with analysis and widgets
 
 
 def check_finite(a: np.ndarray, what: str) -> None:

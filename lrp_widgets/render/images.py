@@ -15,6 +15,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
+from ..arrays import colour_sum
 from ._arrays import check_finite, to_numpy
 from .colormaps import Colormap, get_colormap
 
@@ -39,7 +40,7 @@ def heatmap_2d(heatmap: Any) -> np.ndarray:
     if h.ndim == 2:
         return h.astype(np.float64)
     if h.ndim == 3:
-        return h.sum(axis=0, dtype=np.float64)
+        return colour_sum(h)
     raise ValueError(f"a heatmap must be (H,W), (C,H,W) or (F,), got shape {h.shape}")
 
 

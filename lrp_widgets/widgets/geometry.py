@@ -22,6 +22,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
+from lrp_widgets.arrays import ranking, ranks, top_k  # noqa: F401 - one copy, re-exported
 from lrp_widgets.render import GridLayout, canvas_rect_to_mask, cell_rect
 
 __all__ = ["Rect", "clip_rect", "is_click", "rect_to_tiles", "tile_at", "rect_to_region", "ranking",
@@ -164,44 +165,6 @@ def invert(current: Iterable[int], n: int) -> tuple[int, ...]:
     """
     cur = {int(c) for c in current}
     return tuple(i for i in range(n) if i not in cur)
-
-
-def top_k(scores: Sequence[float] | np.ndarray, k: int) -> tuple[int, ...]:
-    """Indices of the ``k`` largest scores, sorted by index (ties: the lower index first).
-
-    Examples
-    --------
-    >>> top_k([0.1, 3.0, -1.0, 2.0], 2)
-    (1, 3)
-    """
-    order = ranking(scores)
-    return tuple(sorted(int(i) for i in order[:max(0, int(k))]))
-
-
-def ranking(scores: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Indices ordered from the largest score to the smallest (stable for ties).
-
-    Examples
-    --------
-    >>> ranking([0.1, 3.0, -1.0, 3.0]).tolist()
-    [1, 3, 0, 2]
-    """
-    s = np.asarray(scores, dtype=np.float64).reshape(-1)
-    return np.argsort(-s, kind="stable")
-
-
-def ranks(scores: Sequence[float] | np.ndarray) -> np.ndarray:
-    """Rank of every entry, 0 for the largest score.
-
-    Examples
-    --------
-    >>> ranks([0.1, 3.0, -1.0]).tolist()
-    [1, 0, 2]
-    """
-    order = ranking(scores)
-    out = np.empty(order.size, dtype=np.int64)
-    out[order] = np.arange(order.size)
-    return out
 
 
 def interval_to_indices(xs: Sequence[float] | np.ndarray, selected: Optional[Sequence[float]]

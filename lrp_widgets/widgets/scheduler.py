@@ -49,6 +49,9 @@ class LatestWins:
         Called (in the worker thread) when the worker has nothing left to do.
     name : str
         Name of the worker thread.
+    merge : callable, optional
+        ``merge(waiting, new)`` gives the request that replaces a waiting one (default:
+        the new one), e.g. to keep jobs that a newer request for the same thing implies.
 
     Attributes
     ----------
@@ -72,8 +75,10 @@ class LatestWins:
 
     def __init__(self, work: Callable[[Any], None], sync: bool = False,
                  on_error: Optional[Callable[[BaseException], None]] = None,
-                 on_idle: Optional[Callable[[], None]] = None, name: str = "lrp-widgets") -> None:
+                 on_idle: Optional[Callable[[], None]] = None, name: str = "lrp-widgets",
+                 merge: Optional[Callable[[Any, Any], Any]] = None) -> None:
         self._work = work
+        self._merge = merge
         self.sync = bool(sync)
         self._on_error = on_error
         self._on_idle = on_idle
@@ -103,6 +108,8 @@ class LatestWins:
             self.run(request)
             return
         with self._cond:
+            if self._merge is not None and self._pending is not _NOTHING:
+                request = self._merge(self._pending, request)
             self._pending = request
             if self._worker is None:
                 self._worker = threading.Thread(target=self._loop, name=self._name, daemon=True)
@@ -118,13 +125,19 @@ class LatestWins:
             self._pending = _NOTHING
         self._execute(request)
 
+    def drop_pending(self) -> None:
+        """Forget the request waiting to run (a running one goes on)."""
+        with self._cond:
+            self._pending = _NOTHING
+            self._cond.notify_all()
+
     def pending(self) -> Any:
         """The request waiting to run, or None."""
         with self._cond:
             return None if self._pending is _NOTHING else self._pending
 
     def has_pending(self) -> bool:
-        """Whether a newer request is waiting (long work may stop early: see :class:`Superseded`)."""
+        """Whether a newer request is waiting (long work may stop early: :class:`Superseded`)."""
         with self._cond:
             return self._pending is not _NOTHING
 
