@@ -1,0 +1,111 @@
+"""The quickstart's Explorer in JupyterLab, Notebook 7 and Voilà, at 1366x768 as on a
+student's laptop: gestures on the grid and on the input change the panels (and how long
+that takes, mouse-up to readout), a colour-map change repaints every heatmap view, light
+and dark screenshots, readable text in both themes, no page errors from our widgets; and
+the four key views fit the visible notebook without scrolling (JupyterLab with its file
+browser open)."""
+from __future__ import annotations
+
+import pytest
+
+from .conftest import ARTIFACTS
+from .frontends import (FRONTENDS, HEATMAP_VIEWS, KEY_VIEWS, OURS, grid_drags,
+                        key_view_boxes, median_ms, text_contrast, timed_drag, view_pixels,
+                        wait_changed)
+from .helpers import assert_no_error
+
+LAPTOP = {"width": 1366, "height": 768}
+
+
+@pytest.fixture(params=list(FRONTENDS))
+def frontend(request):
+    """(Frontend, base url, token) for each front end, its server started on demand."""
+    fixture = {"lab": "lab", "notebook7": "notebook7", "voila": "voila"}[request.param]
+    base, token = request.getfixturevalue(fixture)
+    return FRONTENDS[request.param], base, token
+
+
+@pytest.fixture
+def errors(page):
+    """Page errors and console errors seen while the test runs."""
+    seen: list[str] = []
+    page.on("pageerror", lambda exc: seen.append(f"pageerror: {exc}"))
+    page.on("console", lambda msg: seen.append(f"console: {msg.text}")
+            if msg.type == "error" else None)
+    return seen
+
+
+def _ours(errors: list[str]) -> list[str]:
+    for e in errors:
+        print("page:", e[:300])
+    return [e for e in errors if OURS.search(e)]
+
+
+def test_gestures_colormap_and_themes(frontend, page, errors):
+    fe, base, token = frontend
+    page.set_viewport_size(LAPTOP)
+    fe.open(page, base, token)
+    assert_no_error(page)
+
+    # drags on the grid: the readout and the selection's heatmap change; time them
+    selection = view_pixels(page, ".lrp-selection-panel")
+    times = grid_drags(page, 5)
+    wait_changed(page, ".lrp-selection-panel", selection)
+    print(f"{fe.name}: mouse-up to readout, grid drags (ms): "
+          + ", ".join(f"{t:.0f}" for t in times) + f"; median {median_ms(times):.0f}")
+    assert_no_error(page)
+
+    # a drag on the input: a region selection
+    selection = view_pixels(page, ".lrp-selection-panel")
+    t = timed_drag(page, ".lrp-input-canvas", (0.2, 0.2, 0.6, 0.6))
+    wait_changed(page, ".lrp-selection-panel", selection)
+    readout = page.locator(".lrp-selection-readout").first.inner_text()
+    assert "MSE" in readout and "SMAPE" in readout, readout
+    print(f"{fe.name}: mouse-up to readout, input drag: {t:.0f} ms")
+
+    # light screenshot, then a colour map change repaints every heatmap view
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{fe.name}-light.png"))
+    before = {v: view_pixels(page, v) for v in HEATMAP_VIEWS}
+    assert all(b is not None for b in before.values()), before.keys()
+    select = page.locator(".lrp-colormap select").first
+    current = select.input_value()
+    options = [o for o in select.locator("option").all_inner_texts() if o != current]
+    select.select_option(label=options[0])
+    for v in HEATMAP_VIEWS:
+        wait_changed(page, v, before[v])
+    assert_no_error(page)
+
+    # dark theme: screenshot and readable status, readout and hints
+    fe.dark(page)
+    page.set_viewport_size(LAPTOP)
+    page.locator(".lrp-explorer").first.scroll_into_view_if_needed()
+    page.screenshot(path=str(ARTIFACTS / f"{fe.name}-dark.png"))
+    for sel in (".lrp-status", ".lrp-selection-readout"):
+        ratio = text_contrast(page, sel)
+        print(f"{fe.name} dark: {sel} contrast {ratio:.1f}:1")
+        assert ratio >= 4.5, (sel, ratio)
+    assert _ours(errors) == []
+
+
+def test_key_views_fit_a_laptop_screen(frontend, page, errors):
+    """Issue 12's layout bar: at 1366x768 (JupyterLab: file browser open) the input, the
+    channel grid, the selection's heatmap and its readout are all in the visible notebook
+    at once."""
+    fe, base, token = frontend
+    page.set_viewport_size(LAPTOP)
+    fe.open(page, base, token)
+    boxes = key_view_boxes(page, fe.scroller)
+    assert set(boxes) == {"area", *KEY_VIEWS}
+    print(f"{fe.name}: boxes at 1366x768:",
+          {k: {n: round(v) for n, v in b.items()} for k, b in boxes.items()})
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{fe.name}-1366x768.png"))
+    area = boxes.pop("area")
+    for view, b in boxes.items():
+        assert b["top"] >= area["top"] - 1 and b["bottom"] <= area["bottom"] + 1, \
+            f"{view} {b} outside the visible height {area}"
+        assert b["left"] >= area["left"] - 1 and b["right"] <= area["right"] + 1, \
+            f"{view} {b} outside the visible width {area}"
+    assert _ours(errors) == []
+
