@@ -11,7 +11,8 @@ import statistics
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Callable
 
-from .helpers import GRID, wait_for_explorer
+from .helpers import (GRID, accept_kernel_dialog, dismiss_notifications, run_all,
+                      wait_for_explorer)
 
 if TYPE_CHECKING:                   # playwright may be missing: the tests then skip
     from playwright.sync_api import Page
@@ -36,53 +37,25 @@ class Frontend:
 
 # ---------------------------------------------------------------- JupyterLab, Notebook 7
 
-def _accept_kernel_dialog(page: "Page") -> None:
-    select = page.locator(".jp-Dialog button.jp-mod-accept")
-    try:
-        select.wait_for(timeout=5_000)
-        select.click()
-    except Exception:                   # no dialog: the kernel was chosen already
-        pass
-
-
-def _dismiss_notifications(page: "Page") -> None:
-    for label in ("No", "Dismiss", "Close"):
-        button = page.locator(f".jp-toast-button:has-text('{label}')")
-        if button.count():
-            button.first.click()
-
-
-def _run_all(page: "Page") -> None:
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
-                           ".jp-NotebookPanel", timeout=120_000)
-    page.click(".lm-MenuBar-item:has-text('Run')")
-    page.click(".lm-Menu-item:has-text('Run All Cells')")
-    page.wait_for_function(
-        """() => {
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }""", timeout=300_000)
-
-
 def _lab_open(page: "Page", base: str, token: str) -> None:
     page.goto(f"{base}/lab/tree/01_quickstart.ipynb?token={token}")
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
-    _accept_kernel_dialog(page)
-    _dismiss_notifications(page)
+    accept_kernel_dialog(page)
+    dismiss_notifications(page)
     # the file browser open beside the notebook, as a user has it
     if not page.locator("#filebrowser").is_visible():
         page.click(".lm-TabBar-tab[data-id='filebrowser']")
     page.wait_for_selector("#filebrowser", state="visible", timeout=10_000)
-    _run_all(page)
+    run_all(page)
     wait_for_explorer(page)
 
 
 def _nb7_open(page: "Page", base: str, token: str) -> None:
     page.goto(f"{base}/notebooks/01_quickstart.ipynb?token={token}")
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
-    _accept_kernel_dialog(page)
-    _dismiss_notifications(page)
-    _run_all(page)
+    accept_kernel_dialog(page)
+    dismiss_notifications(page)
+    run_all(page)
     wait_for_explorer(page)
 
 
