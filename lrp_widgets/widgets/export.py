@@ -260,10 +260,7 @@ class ExportPanel(W.VBox):
         self.count += 1
         self.last_path = str(target)
         size = sum(len(b) for b in files.values())
-        what = f"replaced {replaced} of {len(files)} files" if replaced else f"{len(files)} files"
-        self.message = (note(f"{stamp} · export {self.count}: {what} ({size / 1024:.0f} KiB) in")
-                        + "<br>" + f"<code>{html.escape(str(target))}</code>"
-                        + "<br>" + hint(", ".join(sorted(files))))
+        # the link first: once the message names this export, its link is there too
         archive = zip_bytes(files)
         if len(archive) <= self.MAX_LINK_BYTES:
             payload = base64.b64encode(archive).decode()
@@ -273,4 +270,8 @@ class ExportPanel(W.VBox):
                                f"download {html.escape(name)}</a>")
         else:
             self.link.value = hint("zip too large for a link: use the folder")
+        what = f"replaced {replaced} of {len(files)} files" if replaced else f"{len(files)} files"
+        self.message = (note(f"{stamp} · export {self.count}: {what} ({size / 1024:.0f} KiB) in")
+                        + "<br>" + f"<code>{html.escape(str(target))}</code>"
+                        + "<br>" + hint(", ".join(sorted(files))))
         return paths

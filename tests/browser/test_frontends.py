@@ -6,6 +6,8 @@ the four key views fit the visible notebook without scrolling (JupyterLab with i
 browser open)."""
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from .conftest import ARTIFACTS
@@ -109,3 +111,83 @@ def test_key_views_fit_a_laptop_screen(frontend, page, errors):
             f"{view} {b} outside the visible width {area}"
     assert _ours(errors) == []
 
+
+
+def _open_tab(page, title: str) -> None:
+    page.get_by_role("tab", name=title).first.click()
+    page.wait_for_timeout(300)
+
+
+def test_upload_and_export_panels(frontend, page, errors, tmp_path):
+    """The upload panel as a user meets it: a wide photo keeps its aspect ratio and shows
+    its preview and name, a broken file is named in the message, the button never reads
+    "(0)"; export says where (absolute path) and answers every click, with a visible link."""
+    import numpy as np
+    from lrp_widgets.widgets.imageio import encode_png
+    fe, base, token = frontend
+    page.set_viewport_size(LAPTOP)
+    fe.open(page, base, token)
+    _open_tab(page, "upload")
+    button = page.locator(".lrp-upload-button").first
+    label = page.evaluate("""() => { const b = document.querySelector('.lrp-upload-button');
+        return [getComputedStyle(b, '::after').content, b.getBoundingClientRect().width,
+                getComputedStyle(b).fontSize]; }""")
+    assert label[0] == '"upload image"' and label[1] > 40 and label[2] == "0px", label
+
+    yy, xx = np.mgrid[0:200, 0:300]
+    photo = np.full((200, 300, 3), 30, np.uint8)
+    photo[((yy - 100) ** 2 + (xx - 150) ** 2) <= 70 ** 2] = (230, 40, 40)
+    wide = tmp_path / "wide circle.png"
+    wide.write_bytes(encode_png(photo))
+    broken = tmp_path / "broken.png"
+    broken.write_bytes(b"this is not a picture")
+    before = view_pixels(page, ".lrp-input-canvas")
+
+    def choose(path):
+        # ipywidgets' FileUpload clicks a detached <input type=file>: answer its chooser
+        with page.expect_file_chooser() as chooser:
+            button.click()
+        chooser.value.set_files(str(path))
+
+    choose(wide)
+    page.wait_for_function("""() => document.querySelector('.lrp-upload').innerText
+                                   .includes('wide circle.png')""", timeout=60_000)
+    panel = page.locator(".lrp-upload").first.inner_text()
+    assert "300×200 →" in panel and "centre crop" in panel, panel
+    preview = page.locator(".lrp-upload img").first.bounding_box()
+    assert preview and preview["width"] >= 128 and preview["width"] == preview["height"]
+    wait_changed(page, ".lrp-input-canvas", before)           # the Explorer shows it
+    # ipywidgets writes "upload image (0)" into the button; none of that text is drawn
+    drawn = page.evaluate("""() => { const b = document.querySelector('.lrp-upload-button');
+        const w = []; const walk = document.createTreeWalker(b, NodeFilter.SHOW_TEXT);
+        while (walk.nextNode()) { const r = document.createRange();
+            r.selectNodeContents(walk.currentNode);
+            w.push(r.getBoundingClientRect().width); }
+        return Math.max(0, ...w); }""")
+    assert drawn < 1, drawn
+
+    choose(broken)
+    page.wait_for_function("""() => document.querySelector('.lrp-upload').innerText
+                                   .includes('broken.png')""", timeout=60_000)
+    panel = page.locator(".lrp-upload").first.inner_text()
+    assert "broken.png" in panel and "BytesIO" not in panel, panel
+
+    _open_tab(page, "export")
+    export = page.locator(".lrp-export button:has-text('export')").first
+    for n in (1, 2):
+        export.click()
+        page.wait_for_function(f"""() => document.querySelector('.lrp-export').innerText
+                                        .includes('export {n}:')""", timeout=60_000)
+    text = page.locator(".lrp-export").first.inner_text()
+    # an absolute folder, a new one per click (the served folder is shared between tests)
+    folder = re.search(r"\n(/\S+/lrp_export/(export_\d{3}))\n", text)
+    assert folder, text
+    link = page.locator(".lrp-download a[download]").first
+    box = link.bounding_box()
+    assert box and box["width"] > 20 and box["height"] > 8
+    assert link.get_attribute("href").startswith("data:application/zip;base64,")
+    assert link.get_attribute("download") == f"{folder.group(2)}.zip"
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"{fe.name}-export.png"))
+    assert_no_error(page)
+    assert _ours(errors) == []
