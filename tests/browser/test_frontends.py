@@ -113,20 +113,40 @@ def test_key_views_fit_a_laptop_screen(frontend, page, errors):
 
 
 
-def _open_tab(page, title: str) -> None:
+BAR_WIDTHS = """() => [...document.querySelectorAll('.lrp-bars rect.bar')]
+                       .map(r => r.getBoundingClientRect().width)"""
+
+
+def _open_tab(page, title: str, nudge: bool = True) -> None:
+    """Open a tab of the Explorer. ``nudge``: scroll a little down and back, as a user's
+    wheel does: in JupyterLab a bqplot figure in a tab that was hidden is laid out only
+    when its intersection observer fires, which a scroll triggers and a tab switch does
+    not (see test_lab_figures_in_tabs_drawn_without_scrolling)."""
     page.get_by_role("tab", name=title).first.click()
     page.wait_for_timeout(300)
+    if nudge:                                # the wheel over the tabs: away and back
+        box = page.get_by_role("tab", name=title).first.bounding_box()
+        page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+        page.mouse.wheel(0, 900)
+        page.wait_for_timeout(500)
+        page.mouse.wheel(0, -900)
+        page.wait_for_timeout(800)           # bqplot relayouts after a 300 ms debounce
+        page.get_by_role("tab", name=title).first.scroll_into_view_if_needed()
 
 
-def test_upload_and_export_panels(frontend, page, errors, tmp_path):
-    """The upload panel as a user meets it: a wide photo keeps its aspect ratio and shows
-    its preview and name, a broken file is named in the message, the button never reads
-    "(0)"; export says where (absolute path) and answers every click, with a visible link."""
+def test_tab_panels(frontend, page, errors, tmp_path):
+    """The tabs as a user meets them: bars and graph (see check_bars_tab, check_graph_tab);
+    upload: a wide photo keeps its aspect ratio and shows its preview and name, a broken
+    file is named in the message, the button never reads "(0)"; export says where
+    (absolute path) and answers every click, with a visible link."""
     import numpy as np
     from lrp_widgets.widgets.imageio import encode_png
     fe, base, token = frontend
     page.set_viewport_size(LAPTOP)
     fe.open(page, base, token)
+    grid_drags(page, 2)                           # a selection for the bars and the graph
+    check_bars_tab(page)
+    check_graph_tab(page, fe.name)
     _open_tab(page, "upload")
     button = page.locator(".lrp-upload-button").first
     label = page.evaluate("""() => { const b = document.querySelector('.lrp-upload-button');
@@ -191,3 +211,69 @@ def test_upload_and_export_panels(frontend, page, errors, tmp_path):
     page.screenshot(path=str(ARTIFACTS / f"{fe.name}-export.png"))
     assert_no_error(page)
     assert _ours(errors) == []
+
+
+def check_bars_tab(page) -> None:
+    """Bars no thinner than 4 px, labelled by channel id; hovering one names it."""
+    _open_tab(page, "bars")
+    page.wait_for_function("() => document.querySelectorAll('.lrp-bars rect.bar').length > 0",
+                           timeout=30_000)
+    widths = page.evaluate(BAR_WIDTHS)
+    figure = page.evaluate("""() => document.querySelector('.lrp-bars .bqplot')
+                                    .getBoundingClientRect().width""")
+    assert min(widths) >= 2.5, (len(widths), figure, widths)   # 4 px per bar with its gap
+    ticks = page.evaluate("""() => [...document.querySelectorAll('.lrp-bars .axis text')]
+                                   .map(t => t.textContent.trim()).filter(t => t)""")
+    assert any(t.isdigit() for t in ticks), ticks
+    page.locator(".lrp-bars rect.bar").first.hover()
+    page.wait_for_function("() => document.body.innerText.includes('· relevance')",
+                           timeout=30_000)
+    text = page.evaluate("() => document.body.innerText")
+    assert re.search(r"channel \d+ · relevance [-\d.e]+ · activation", text)
+
+
+def check_graph_tab(page, name: str) -> None:
+    """Layer labels and node labels inside the graph's figure; "lower layer" restarts the
+    graph one layer down."""
+    layer = page.locator(".lrp-layer-select select").first.input_value()
+    _open_tab(page, "graph")
+    texts = """() => { const svg = document.querySelector('.lrp-graph svg.svg-figure')
+                                   || document.querySelector('.lrp-graph svg');
+        const box = svg.getBoundingClientRect();
+        // drawn text only (bqplot keeps hidden legend texts such as "C1")
+        return [...svg.querySelectorAll('text')].filter(t => t.textContent.trim()
+                 && t.getBoundingClientRect().width > 0
+                 && getComputedStyle(t).visibility !== 'hidden'
+                 && getComputedStyle(t).display !== 'none')
+            .map(t => { const r = t.getBoundingClientRect();
+                        return [t.textContent.trim(), r.left >= box.left - 1 &&
+                                r.right <= box.right + 1 && r.top >= box.top - 1 &&
+                                r.bottom <= box.bottom + 1]; }); }"""
+    page.wait_for_function(f"() => ({texts})().some(t => t[0] === {layer!r})", timeout=60_000)
+    labels = page.evaluate(texts)
+    outside = [t for t, inside in labels if not inside]
+    assert outside == [], (outside, labels)
+    names = [t for t, _ in labels]
+    assert any(t.isdigit() for t in names), names           # node labels: channel ids
+    ARTIFACTS.mkdir(exist_ok=True)
+    page.locator(".lrp-graph").first.screenshot(path=str(ARTIFACTS / f"{name}-graph.png"))
+    lower = page.locator(".lrp-graph button:has-text('lower layer')").first
+    if lower.is_enabled():
+        lower.click()
+        page.wait_for_function(f"() => !({texts})().some(t => t[0] === {layer!r})",
+                               timeout=60_000)
+
+
+@pytest.mark.xfail(strict=True, reason=(
+    "JupyterLab: a bqplot figure in an ipywidgets Tab page that was hidden when drawn keeps "
+    "a zero-width plot area (2 px bars) until the page scrolls; the Explorer's tabs need "
+    "figures created when shown (or another layout) - left to the Explorer's layout"))
+def test_lab_figures_in_tabs_drawn_without_scrolling(lab, page):
+    base, token = lab
+    page.set_viewport_size(LAPTOP)
+    FRONTENDS["lab"].open(page, base, token)
+    grid_drags(page, 1)
+    _open_tab(page, "bars", nudge=False)
+    page.wait_for_timeout(1_500)
+    widths = page.evaluate(BAR_WIDTHS)
+    assert widths and min(widths) >= 2.5, widths
