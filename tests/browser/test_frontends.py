@@ -14,7 +14,7 @@ from .conftest import ARTIFACTS
 from .frontends import (FRONTENDS, HEATMAP_VIEWS, KEY_VIEWS, OURS, grid_drags,
                         key_view_boxes, median_ms, text_contrast, timed_drag, view_pixels,
                         wait_changed)
-from .helpers import assert_no_error
+from .helpers import assert_no_error, wait_for_explorer
 
 LAPTOP = {"width": 1366, "height": 768}
 
@@ -276,4 +276,42 @@ def test_lab_figures_in_tabs_drawn_without_scrolling(lab, page):
     _open_tab(page, "bars", nudge=False)
     page.wait_for_timeout(1_500)
     widths = page.evaluate(BAR_WIDTHS)
+    assert widths and min(widths) >= 2.5, widths
+
+
+
+def test_tabswitch_lays_out_the_explorers_figures_in_lab(lab, page, served_notebooks):
+    """The Explorer with its analysis tabs in a widgets.tabs.TabSwitch (pages created when
+    shown) instead of ipywidgets.Tab: in JupyterLab the bars are drawn at full width on
+    first showing, without the scroll test_lab_figures_in_tabs_drawn_without_scrolling
+    needs."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from .helpers import accept_kernel_dialog, dismiss_notifications, run_all
+    nb = new_notebook(cells=[new_code_cell(
+        "from lrp_widgets import Explorer\n"
+        "from lrp_widgets.widgets.tabs import TabSwitch\n"
+        "ex = Explorer()\n"
+        "av = ex.analysis_view\n"
+        "pages = list(av.tabs.children)\n"
+        "titles = [av.tabs.get_title(i) for i in range(len(pages))]\n"
+        "av.children = [TabSwitch(pages, titles=titles)]\n"
+        "ex")])
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3",
+                                 "language": "python"}
+    nbformat.write(nb, served_notebooks / "tabswitch.ipynb")
+    base, token = lab
+    page.set_viewport_size(LAPTOP)
+    page.goto(f"{base}/lab/tree/tabswitch.ipynb?token={token}")
+    page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
+    accept_kernel_dialog(page)
+    dismiss_notifications(page)
+    run_all(page)
+    wait_for_explorer(page)
+    grid_drags(page, 1)
+    page.locator(".lrp-tabs button:has-text('bars')").first.click()
+    page.wait_for_timeout(1_500)
+    widths = page.evaluate(BAR_WIDTHS)
+    print("TabSwitch bar widths:", widths[:3])
     assert widths and min(widths) >= 2.5, widths
