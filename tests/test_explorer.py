@@ -66,6 +66,18 @@ def shift(widget):
                                "ctrl_key": False, "meta_key": False}, [])
 
 
+def slow_frames(explorer, seconds):
+    """Make every frame take ``seconds`` longer; the event is set once one started."""
+    original, started = explorer.compute.frame, threading.Event()
+
+    def slow(view):
+        started.set()
+        time.sleep(seconds)
+        return original(view)
+    explorer.compute.frame = slow
+    return started
+
+
 def direct_scores(explorer, **selection):
     exp, layer = explorer.explanation, explorer.state["layer"]
     cond = exp.conditional_heatmap(layer, **selection)
@@ -413,15 +425,7 @@ def test_colour_map_change_repaints_every_view(ex):
 def test_gestures_during_a_layer_switch_are_applied():
     explorer = Explorer(sync=False, curve=False, graph=False, maps=False)
     try:
-        compute = explorer.compute
-        original = compute.frame
-        started = threading.Event()
-
-        def slow(view):
-            started.set()
-            time.sleep(0.3)
-            return original(view)
-        compute.frame = slow
+        started = slow_frames(explorer, 0.3)
         explorer.select_layer("features.6", wait=False)
         assert started.wait(5)
         grid = explorer.grid_view.canvas.widget                # still shows features.9's tiles
@@ -578,15 +582,7 @@ def test_bars_click_selects_and_follow_selection(ex):
 def test_burst_of_100_gestures_computes_at_most_a_few_more():
     explorer = Explorer(sync=False, curve=False, graph=False, maps=False)
     try:
-        compute = explorer.compute
-        original = compute.frame
-        running = threading.Event()
-
-        def slow(view):
-            running.set()
-            time.sleep(0.1)
-            return original(view)
-        compute.frame = slow
+        running = slow_frames(explorer, 0.1)
         grid, layout = explorer.grid_view.canvas.widget, explorer.grid_layout()
         before = explorer.lanes.update.computations
         drag(grid, *layout.tile_center(0), *layout.tile_center(1))
@@ -689,5 +685,128 @@ def test_memory_stays_flat_over_200_updates_with_caches():
             explorer.select_image(i)
         assert explorer.state["cache_bytes"] <= explorer.compute.max_bytes
         assert len(explorer.compute._exps) <= 2
+    finally:
+        explorer.close()
+
+
+# -- layout ----------------------------------------------------------------------------------
+
+def _px(value):
+    assert value and value.endswith("px"), value
+    return int(value[:-2])
+
+
+@pytest.mark.parametrize("size", [64, 224])
+def test_key_views_fit_one_screen_at_1366x768(size):
+    """Input with overlay, channel grid, selection heatmap and readout: side by side in a
+    ~1000 px notebook, within ~600 px of height (toolbar rows and labels counted at the
+    heights ipywidgets gives them: 34 px a control row, 20 px a title, 60 px a readout)."""
+    model = models.load("embedded") if size == 64 else nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.Flatten(), nn.Linear(8 * size * size, 2))
+    explorer = Explorer(model.eval(), torch.rand(1, 3, size, size), sync=True, curve=False,
+                        graph=False, maps=False)
+    try:
+        main = explorer.children[-1]
+        first = list(main.children[:3])
+        assert first[0] is explorer.input_view
+        widths = [max(_px(explorer.input_view.title.layout.width),
+                      explorer.input_view.canvas.size[1]),
+                  max(_px(explorer.grid_view.box.layout.width),
+                      _px(explorer.tools.layout.width)),
+                  explorer.panels["selection"].width]
+        assert sum(widths) + 3 * 12 <= 960, widths
+        toolbar = 2 * 34 + 34                                 # two toolbar rows, progress
+        grid_column = 20 + _px(explorer.grid_view.box.layout.height) + 3 * 34
+        input_column = 20 + explorer.input_view.canvas.size[0] + 40
+        selection_column = 20 + explorer.panels["selection"].canvas.size[0] + 60
+        assert toolbar + max(grid_column, input_column, selection_column) <= 600
+        assert main.layout.flex_flow == "row wrap"              # narrower: wraps, no clipping
+        assert all(getattr(c.layout, "max_width", None) in (None, "100%")
+                   for c in (explorer, main))
+    finally:
+        explorer.close()
+
+
+def test_actions_return_before_the_deconvolution_and_wait_waits_for_it():
+    explorer = Explorer(sync=False, curve=False, graph=False, maps=False)
+    try:
+        assert explorer.wait(30)
+        original, release = explorer.compute.deconvolution, threading.Event()
+
+        def slow(view, choice):
+            release.wait(10)
+            return original(view, choice)
+        explorer.compute.deconvolution = slow
+        explorer.select_channels([4, 7])                       # returns: panels show it
+        assert explorer.state["channels"] == [4, 7]
+        assert "2 channels" in explorer.panels["selection"].label.value
+        assert explorer.analysis_view.bars.selected == [4, 7]
+        assert explorer.analysis_view.curve_plot.mse_marker.y.tolist() == [
+            explorer.state["mse"]]
+        assert explorer.lanes.shown.deconv is None              # still on its way
+        assert explorer.wait(timeout=0.2) is False              # it is not done yet
+        release.set()
+        assert explorer.wait(30) is True
+        deconv = explorer.lanes.shown.deconv
+        direct = explorer.explanation.deconvolution("features.9", channels=[4, 7]).numpy()
+        np.testing.assert_allclose(deconv, direct, rtol=1e-6, atol=1e-7)
+    finally:
+        explorer.close()
+
+
+def test_curve_shows_progress_and_can_be_cancelled():
+    explorer = Explorer(sync=True, curve=False, graph=False, maps=False)
+    try:
+        explorer.curve_enabled = True
+        seen, original = [], explorer.progress.show
+
+        def show(task, done, total):
+            seen.append(task)
+            original(task, done, total)
+            if task == "curve" and done == 0:
+                explorer.cancel()                              # the cancel button's action
+        explorer.progress.show = show
+        explorer.select_layer("features.6")
+        assert "curve" in seen and explorer.state["curve"] is None
+        assert "cancelled" in explorer.progress.label.value
+        explorer.select_channels([1])                           # gestures keep working
+        assert explorer.state["channels"] == [1] and explorer.state["error"] is None
+        explorer.progress.show = original
+        explorer.select_layer("features.9")                     # a new layer: computed again
+        assert explorer.state["curve"] is not None
+    finally:
+        explorer.close()
+
+
+def test_optimise_asked_during_the_cache_fill_runs_first(monkeypatch):
+    from lrp_widgets.analysis import optimize_selection
+    from lrp_widgets.widgets import compute as compute_module
+    original = compute_module.unit_maps
+
+    def slow(exp, layer, block, *args, **kwargs):
+        time.sleep(0.03 * len(block))                      # a big model's cache steps
+        return original(exp, layer, block, *args, **kwargs)
+    monkeypatch.setattr(compute_module, "unit_maps", slow)
+    seen = []
+    explorer = Explorer(curve=False, graph=False)
+    try:
+        show = explorer.progress.show
+        explorer.progress.show = lambda task, d, t: (seen.append((task, d)), show(task, d, t))
+        deadline = time.monotonic() + 20
+        while not any(task == "channel maps" and d > 0 for task, d in seen) \
+                and time.monotonic() < deadline:
+            time.sleep(0.005)                              # the fill has begun
+        explorer.optimise(max_k=3, wait=False)
+        assert explorer.wait(60)
+        tasks = [task for task, _ in seen]
+        first_opt = tasks.index("optimise")
+        assert "channel maps" in tasks[:first_opt]          # began before it
+        assert "channel maps" in tasks[first_opt:]          # and resumed after it
+        before = [d for task, d in seen[:first_opt] if task == "channel maps"]
+        after = [d for task, d in seen[first_opt:] if task == "channel maps"]
+        assert 0 < max(before) < 64 and after[-1] == 64
+        assert explorer.state["cache_bytes"] >= 64 * 64 * 64 * 4
+        expected = optimize_selection(explorer.explanation, "features.9", max_k=3)
+        assert explorer.state["channels"] == sorted(expected.channels)
     finally:
         explorer.close()

@@ -9,10 +9,11 @@ Examples
 (0.0, 100.0)
 """
 from .ground_truth import (border_share, constant_region_share, distractor_share,
-                           pointing_game, relevance_mass_accuracy)
+                           pointing_game, relevance_mass_accuracy, relevance_rank_accuracy)
 from .graph import (GraphPath, critical_path, default_levels, graph_from_json, graph_positions,
                     graph_to_json, read_graphml, relevance_graph, top_paths, write_graphml)
 from .metrics import as_map, mse, mse_batch, mse_smape_batch, smape, smape_batch
+from .perturbation import FlippingCurve, pixel_flipping
 from .selection import (Selection, SelectionCurve, default_ks, optimize_selection,
                         selection_curve, unit_heatmaps, unit_maps)
 
@@ -21,4 +22,5 @@ __all__ = ["mse", "smape", "mse_batch", "smape_batch", "mse_smape_batch", "as_ma
            "constant_region_share", "relevance_graph", "default_levels", "critical_path",
            "top_paths", "GraphPath", "graph_to_json", "graph_from_json", "write_graphml",
            "read_graphml", "graph_positions", "SelectionCurve", "Selection", "selection_curve",
-           "optimize_selection", "unit_heatmaps", "unit_maps", "default_ks"]
+           "optimize_selection", "unit_heatmaps", "unit_maps", "default_ks",
+           "relevance_rank_accuracy", "pixel_flipping", "FlippingCurve"]

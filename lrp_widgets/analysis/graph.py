@@ -59,6 +59,7 @@ import networkx as nx
 import numpy as np
 import torch
 
+from ..arrays import ranking
 from ..engine.errors import InputError
 from ..engine.validation import check_channels
 from ..engine.explainer import Explanation
@@ -190,8 +191,7 @@ def _level_weights(exp: Explanation, upper_layer: str, upper: list[int],
 
 def _strongest(received: torch.Tensor, width: int) -> list[int]:
     """The ``width`` channels of largest ``|received|``; ties to the lower index."""
-    order = torch.argsort(received.abs(), descending=True, stable=True)
-    return order[:width].tolist()
+    return ranking(received.abs())[:width].tolist()
 
 
 def _add_level(graph: nx.DiGraph, layer: str, level: int, channels: list[int],

@@ -16,6 +16,10 @@ heatmap                   mask                result
 
 :func:`border_share` has no mask: a 4-D heatmap is a batch, a 2-D or 3-D one a
 single map (pass a batch of 2-D maps as ``(N, 1, H, W)``).
+
+Series heatmaps ``(T, F)`` (``data.sequences``) are 2-D maps of time by feature:
+score one with a ``(T, F)`` mask, a batch ``(N, T, F)`` with masks ``(N, T, F)``
+(a 3-D heatmap with a 2-D mask would be read as one ``(C, H, W)`` image).
 """
 from __future__ import annotations
 
@@ -26,7 +30,8 @@ import torch
 
 from ..arrays import colour_sum, to_numpy
 
-__all__ = ["relevance_mass_accuracy", "pointing_game", "distractor_share", "border_share",
+__all__ = ["relevance_mass_accuracy", "relevance_rank_accuracy", "pointing_game",
+           "distractor_share", "border_share",
            "constant_region_share"]
 
 ArrayLike = Union[np.ndarray, torch.Tensor]
@@ -79,6 +84,10 @@ def relevance_mass_accuracy(heatmap: ArrayLike, mask: ArrayLike) -> Score:
     (Arras et al., 2022), from 0 to 1; 0.0 when the map has no positive
     relevance.
 
+    Quantus's ``RelevanceMassAccuracy`` computes ``sum(R inside) / sum(R)``
+    on the signed map (or on ``|R|`` with ``abs=True``): the two agree on
+    non-negative maps, and this score is Quantus's on ``max(R, 0)``.
+
     Parameters
     ----------
     heatmap : tensor or array
@@ -91,6 +100,42 @@ def relevance_mass_accuracy(heatmap: ArrayLike, mask: ArrayLike) -> Score:
     float, or ndarray of shape (N,) for a batch
     """
     return _positive_share(*_with_mask(heatmap, mask))
+
+
+def relevance_rank_accuracy(heatmap: ArrayLike, mask: ArrayLike) -> Score:
+    """Share of the mask's ``K`` pixels among the ``K`` highest-ranked pixels.
+
+    With ``K`` the number of pixels in the mask, the share of the ``K`` largest
+    values of the colour-summed map that lie inside the mask (Arras et al.,
+    2022), from 0 to 1. Equal to Quantus's ``RelevanceRankAccuracy`` on the
+    colour-summed map, except that ties are broken by position (the lower flat
+    index ranks first) where Quantus's order among ties is whatever numpy's
+    unstable sort gives. NaN for an empty mask (as in Quantus).
+
+    Parameters
+    ----------
+    heatmap, mask : tensor or array
+        As for :func:`relevance_mass_accuracy`.
+
+    Returns
+    -------
+    float, or ndarray of shape (N,) for a batch
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> heatmap = np.array([[0.9, 0.1], [0.5, 0.7]])
+    >>> relevance_rank_accuracy(heatmap, np.array([[True, False], [True, False]]))
+    0.5
+    """
+    maps, masks, batched = _with_mask(heatmap, mask)
+    flat, inside = maps.reshape(len(maps), -1), masks.reshape(len(masks), -1)
+    k = inside.sum(axis=1)
+    ranked = np.take_along_axis(inside, np.argsort(-flat, axis=1, kind="stable"), axis=1)
+    hits = (ranked & (np.arange(flat.shape[1]) < k[:, None])).sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        share = np.where(k > 0, hits / np.maximum(k, 1), np.nan)
+    return share if batched else float(share[0])
 
 
 def distractor_share(heatmap: ArrayLike, distractor_mask: ArrayLike) -> Score:
@@ -141,7 +186,8 @@ def border_share(heatmap: ArrayLike, width: int = 2) -> Score:
     return _positive_share(maps, np.broadcast_to(band, maps.shape), batched)
 
 
-def pointing_game(heatmap: ArrayLike, mask: ArrayLike, tolerance: int = 0) -> Union[bool, np.ndarray]:
+def pointing_game(heatmap: ArrayLike, mask: ArrayLike, tolerance: int = 0
+                  ) -> Union[bool, np.ndarray]:
     """Does the heatmap's maximum lie inside the ground-truth mask? (Zhang et al., 2018)
 
     Judged on the colour-summed map. When the maximum is attained at several

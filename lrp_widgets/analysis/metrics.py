@@ -58,7 +58,8 @@ def _accelerator(*xs: Any) -> Any:
 
 def _check_ndim(shape: tuple[int, ...], what: str) -> None:
     if len(shape) not in (1, 2, 3):
-        raise ValueError(f"{what} must be a heatmap shaped (C,H,W), (H,W) or (F,), got shape {shape}")
+        raise ValueError(f"{what} must be a heatmap shaped (C,H,W), (H,W) or (F,), "
+                         f"got shape {shape}")
     if 0 in shape:
         raise ValueError(f"{what} is empty (shape {shape})")
 
@@ -79,7 +80,8 @@ def _maps(x: Any, batched: bool) -> Any:
     lead = tuple(x.shape[:1]) if batched else (1,)
     if _is_tensor(x):
         import torch
-        m = x.detach().sum(dim=-3, dtype=torch.float64) if chw else x.detach().to(torch.float64, copy=True)
+        m = (x.detach().sum(dim=-3, dtype=torch.float64) if chw
+             else x.detach().to(torch.float64, copy=True))
     else:
         # A fresh array: the scaling below works in place and must not touch the caller's data.
         m = colour_sum(x, batched)

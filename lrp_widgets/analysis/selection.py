@@ -245,6 +245,11 @@ class _Units:
         self.shape = tuple(exp.layer_shape(layer))      # validates the layer name
         self.n = self.shape[0] if unit == "channel" else int(np.prod(self.shape))
 
+    def checked(self, units: Sequence[int]) -> list[int]:
+        """Unit indices, each checked against the layer."""
+        hint = f" ({self.n} {self.unit}s in layer {self.layer!r})"
+        return [_check_int(u, "unit", 0, self.n - 1, hint) for u in units]
+
     def scores(self, what: str) -> torch.Tensor:
         """Relevance or activation per unit (channels: summed over the other axes)."""
         get = self.exp.relevance if what == "relevance" else self.exp.activation
@@ -295,11 +300,11 @@ def forget(exp: Any) -> None:
     --------
     >>> import torch
     >>> from lrp_widgets import Explainer
-    >>> model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.ReLU(), torch.nn.Linear(4, 2))
-    >>> exp = Explainer(model, "epsilon").explain(torch.ones(3), target=0)
-    >>> _ = unit_maps(exp, "1", [0, 1]); remembered_bytes(exp) > 0
+    >>> net = torch.nn.Sequential(torch.nn.Linear(2, 3), torch.nn.ReLU(), torch.nn.Linear(3, 2))
+    >>> e = Explainer(net, "epsilon").explain(torch.ones(2), target=1)
+    >>> _ = unit_maps(e, "1", [0, 1]); remembered_bytes(e) > 0
     True
-    >>> forget(exp); remembered_bytes(exp)
+    >>> forget(e); remembered_bytes(e)
     0
     """
     with _STATE_LOCK:
@@ -400,8 +405,7 @@ def unit_maps(exp: Any, layer: str, units: Sequence[int], unit: str = "channel",
     (2, 6, 6)
     """
     space = _Units(exp, layer, unit)
-    wanted = [_check_int(u, "unit", 0, space.n - 1, f" ({space.n} {unit}s in layer {layer!r})")
-              for u in units]
+    wanted = space.checked(units)
     report, close = _progress_callback(progress, f"{layer}: unit maps")
     try:
         _unit_flat(space, wanted, _Ticker(report), start=True)
@@ -475,8 +479,7 @@ def unit_heatmaps(exp: Any, layer: str, units: Sequence[int], unit: str = "chann
     torch.Size([2, 3])
     """
     space = _Units(exp, layer, unit)
-    wanted = [_check_int(u, "unit", 0, space.n - 1, f" ({space.n} {unit}s in layer {layer!r})")
-              for u in units]
+    wanted = space.checked(units)
     report, close = _progress_callback(progress, f"{layer}: unit heatmaps")
     x = exp.input
     if not wanted:

@@ -9,7 +9,7 @@ from typing import Callable, Iterator
 import torch
 from torch import nn
 
-from ..data import Dataset
+from ..data import Dataset, SequenceDataset
 
 __all__ = ["train", "evaluate", "predict", "History"]
 
@@ -62,7 +62,8 @@ def temporary_mode(model: nn.Module, training: bool) -> Iterator[None]:
         model.train(previous)
 
 
-def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3,
+def train(model: nn.Module, dataset: Dataset | SequenceDataset, epochs: int = 10,
+          lr: float = 1e-3,
           batch_size: int = 64, seed: int = 0, progress: Progress | None = None,
           weight_decay: float = 0.0, num_threads: int | None = None,
           loss_fn: LossFn | None = None) -> tuple[nn.Module, History]:
@@ -76,9 +77,10 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
     Parameters
     ----------
     model : torch.nn.Module
-        Classifier mapping ``dataset.images`` batches to logits.
-    dataset : Dataset
-        Anything with ``images`` ``(N, ...)`` and int64 ``labels`` ``(N,)``.
+        Classifier mapping ``dataset.inputs`` batches to logits.
+    dataset : Dataset or SequenceDataset
+        Anything with ``inputs`` ``(N, ...)`` (images, or series ``(N, T, F)``) and
+        int64 ``labels`` ``(N,)``.
     epochs, batch_size : int
         Passes over the data, and samples per optimiser step.
     lr, weight_decay : float
@@ -102,7 +104,7 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
     history : History
         Loss and accuracy per epoch and the training time.
     """
-    images, labels = dataset.images, dataset.labels
+    inputs, labels = dataset.inputs, dataset.labels
     n = len(labels)
     shuffle = torch.Generator().manual_seed(seed)
     optimiser = torch.optim.Adam(model.parameters(), lr=lr, weight_decay=weight_decay)
@@ -116,7 +118,7 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
             total_loss, correct = 0.0, 0
             for batch in order.split(batch_size):
                 if loss_fn is None:
-                    logits = model(images[batch])
+                    logits = model(inputs[batch])
                     loss = nn.functional.cross_entropy(logits, labels[batch])
                 else:
                     loss, logits = loss_fn(model, batch)
@@ -135,15 +137,18 @@ def train(model: nn.Module, dataset: Dataset, epochs: int = 10, lr: float = 1e-3
 
 @torch.no_grad()
 def predict(model: nn.Module, images: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
-    """Predicted class of every image, computed in eval mode (the mode is restored)."""
+    """Predicted class of every input, computed in eval mode (the mode is restored).
+
+    ``images`` is any batch of model inputs (images or series).
+    """
     with temporary_mode(model, False):
         return torch.cat([model(chunk).argmax(1) for chunk in images.split(batch_size)])
 
 
-def evaluate(model: nn.Module, dataset: Dataset, batch_size: int = 500) -> float:
+def evaluate(model: nn.Module, dataset: Dataset | SequenceDataset, batch_size: int = 500) -> float:
     """Accuracy (0 to 1) of ``model`` on ``dataset``, computed in eval mode.
 
     The model's training/eval mode is restored afterwards.
     """
-    predictions = predict(model, dataset.images, batch_size)
+    predictions = predict(model, dataset.inputs, batch_size)
     return float((predictions == dataset.labels).float().mean())

@@ -46,7 +46,7 @@ import torch
 
 from lrp_widgets.analysis import mse, smape
 from lrp_widgets.analysis.selection import forget, remembered_bytes, unit_map_sum, unit_maps
-from lrp_widgets.arrays import colour_sum, to_numpy
+from lrp_widgets.arrays import colour_sum, ranking, to_numpy
 from lrp_widgets.engine import Explainer, Explanation
 
 from .choice import Choice
@@ -149,10 +149,20 @@ class Compute:
 
     def explanation(self, view: View) -> Explanation:
         """The explanation of the view's image, class, composite and bounds (cached)."""
+        exp = self._exps.get(view.ctx)
+        if exp is not None:
+            # A kept explanation is read without waiting for the engine lock (a running
+            # deconvolution or cache step must not delay a gesture); LRU order when free.
+            if self.lock.acquire(blocking=False):
+                try:
+                    if view.ctx in self._exps:
+                        self._exps.move_to_end(view.ctx)
+                finally:
+                    self.lock.release()
+            return exp
         with self.lock:
             exp = self._exps.get(view.ctx)
             if exp is not None:
-                self._exps.move_to_end(view.ctx)
                 return exp
             explainer = self.explainer(view.composite, view.bounds, view.bounds_version)
             exp = explainer.explain(self.images[view.image], target=view.target)
@@ -184,21 +194,35 @@ class Compute:
 
     # -- frames ------------------------------------------------------------------------------
     def frame(self, view: View) -> Frame:
-        """The view's full and selection maps and their MSE/SMAPE."""
+        """The view's full and selection maps and their MSE/SMAPE.
+
+        A selection the caches hold is summed without the engine lock: a deconvolution or
+        a cache step running meanwhile does not delay it.
+        """
         t0 = time.perf_counter()
-        with self.lock:
-            exp = self.explanation(view)
-            seconds = {"explain": time.perf_counter() - t0}
-            shape = self.layer_shape(view)
+        seconds: dict[str, float] = {}
+        selection, exp = None, self._exps.get(view.ctx)
+        shape = self._shapes.get(view.layer)
+        if exp is not None and shape is not None:
             choice = fit_choice(view.choice, shape)
             full = self._full[view.ctx]
-            t = time.perf_counter()
-            selection, source = self._from_cache(view, exp, choice, shape, full), "cache"
-            if selection is None:
-                sel = choice.engine_selection(shape)
-                selection = colour_sum(exp.conditional_heatmap(view.layer, **sel))
-                source = "engine"
-            seconds["engine" if source == "engine" else "sum"] = time.perf_counter() - t
+            selection = self._from_cache(view, exp, choice, shape, full)
+            seconds["sum"] = time.perf_counter() - t0
+        source = "cache"
+        if selection is None:
+            with self.lock:
+                exp = self.explanation(view)
+                seconds["explain"] = time.perf_counter() - t0
+                shape = self.layer_shape(view)
+                choice = fit_choice(view.choice, shape)
+                full = self._full[view.ctx]
+                t = time.perf_counter()
+                selection = self._from_cache(view, exp, choice, shape, full)
+                if selection is None:
+                    sel = choice.engine_selection(shape)
+                    selection = colour_sum(exp.conditional_heatmap(view.layer, **sel))
+                    source = "engine"
+                seconds["engine" if source == "engine" else "sum"] = time.perf_counter() - t
         t = time.perf_counter()
         m, s = mse(full, selection), smape(full, selection)
         seconds["metrics"] = time.perf_counter() - t
@@ -235,9 +259,9 @@ class Compute:
     # -- background caches -------------------------------------------------------------------
     def cached_bytes(self) -> int:
         """Bytes of every stored map (counted against ``max_bytes``)."""
-        with self.lock:
-            exps = list(self._exps.values())
-            positions = sum(p.nbytes for p in self._positions.values())
+        # Snapshots of the dicts (atomic under the GIL): no waiting for the engine lock.
+        exps = list(self._exps.values())
+        positions = sum(p.nbytes for p in list(self._positions.values()))
         return int(positions + sum(remembered_bytes(e) for e in exps))
 
     def _room(self, view: View, need: int) -> bool:
@@ -280,9 +304,10 @@ class Compute:
         per_map = int(np.prod(self._full[view.ctx].shape)) * exp.input.element_size()
         done = {"channels": False, "positions": False}
         if plan["channels"] and self._room(view, shape[0] * per_map):
+            # Most relevant first: the optimiser's candidates and the likely picks.
+            order = ranking(exp.channel_relevance(view.layer))
             self._steps(lambda block: unit_maps(exp, view.layer, block),
-                        [c for c in range(shape[0])
-                         if unit_map_sum(exp, view.layer, [c]) is None],
+                        [int(c) for c in order if unit_map_sum(exp, view.layer, [c]) is None],
                         shape[0], "channel maps", report, stop)
             done["channels"] = True
         if plan["positions"] and view.layer_key not in self._positions and self._room(

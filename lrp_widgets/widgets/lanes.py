@@ -172,6 +172,7 @@ class Lanes:
         new_cmap = prev is None or prev.view.cmap != view.cmap
         t = time.perf_counter()
         images = dict(prev.images) if prev is not None else {}
+        images.pop("deconvolution", None)          # the new selection's follows (follow lane)
         if new_ctx or new_cmap:
             meta = ex._meta
             images["input"] = image_to_rgba(ex.images[view.image],
@@ -209,12 +210,10 @@ class Lanes:
         seconds["update"] = done - t0
         seconds["latency"] = done - view.submitted if view.submitted else seconds["update"]
         shown.timings = seconds
-        if prev is not None and prev.view.layer_key == view.layer_key:
-            shown.deconv = None
         self.shown, self.error = shown, None
         self._set_done()
         self.follow.submit(view)
-        if new_layer or prev.view.unit != view.unit:
+        if (new_layer or prev.view.unit != view.unit) and (ex.maps_enabled or ex.curve_enabled):
             self.background.submit(Job(view, fill=ex.maps_enabled, curve=ex.curve_enabled))
 
     def _grid(self, view: View, exp: Any, key: tuple) -> tuple[np.ndarray, Any]:
@@ -367,12 +366,16 @@ class Lanes:
 
     # -- background ----------------------------------------------------------------------
     def _background(self, job: Job) -> None:
+        """Curve first (seconds), then an optimisation asked for, then the caches (minutes
+        on VGG16, most relevant channels first: the optimiser's candidates). An optimisation
+        asked for while the caches fill runs at once; the filling resumes after it."""
         ex, generation = self.ex, self._generation
 
         def stop() -> bool:
             waiting = self.background.pending()
             return (self._generation != generation or self._closed
-                    or (waiting is not None and waiting.key != job.key)
+                    or (waiting is not None and (waiting.key != job.key or
+                                                 (job.fill and waiting.optimise)))
                     or ex.view_state.view().layer_key != job.view.layer_key)
 
         def report(task: str, done: int, total: int) -> None:
@@ -383,15 +386,18 @@ class Lanes:
                 ex.analysis_view.curve_plot.set_progress(done / total if total else 1.0)
             self._yield_engine()
         try:
-            if job.fill:
-                ex.compute.fill(job.view, report, stop)
             if job.curve:
                 self._run_curve(job, report)
             if job.optimise:
                 self._run_optimiser(job, report, stop)
+            if job.fill:
+                ex.compute.fill(job.view, report, stop)
         except Superseded:
+            waiting = self.background.pending()
             if self._generation != generation:
                 ex.progress.finish("cancelled")
+            elif job.fill and waiting is not None and waiting.key == job.key:
+                self.background.submit(Job(job.view, fill=True))   # after the optimiser
             raise
         ex.progress.finish("done")
 
