@@ -303,7 +303,7 @@ def test_tabswitch_lays_out_the_explorers_figures_in_lab(lab, page, served_noteb
     nbformat.write(nb, served_notebooks / "tabswitch.ipynb")
     base, token = lab
     page.set_viewport_size(LAPTOP)
-    page.goto(f"{base}/lab/tree/tabswitch.ipynb?token={token}")
+    page.goto(f"{base}/lab/tree/tabswitch.ipynb?reset&token={token}")
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
     accept_kernel_dialog(page)
     dismiss_notifications(page)

@@ -13,7 +13,7 @@ if TYPE_CHECKING:                   # playwright may be missing: the tests then 
 
 
 def open_notebook(page: Page, base: str, token: str, name: str) -> None:
-    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.goto(f"{base}/lab/tree/{name}?reset&token={token}")     # a fresh workspace
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
     accept_kernel_dialog(page)
     dismiss_notifications(page)
