@@ -57,21 +57,16 @@ top3 = ranking[:3].tolist()
 part = exp.conditional_heatmap(layer, channels=top3)
 print("top channels:", top3)
 print(f"MSE {mse(heatmap, part):.4f}   SMAPE {smape(heatmap, part):.1f}%")"""),
-code("""import ipywidgets as widgets
-from ipycanvas import Canvas
+code("""from lrp_widgets.widgets.figures import image_panel, image_row
 
-def show(rgba, title, size=192):
-    canvas = Canvas(width=rgba.shape[1], height=rgba.shape[0],
-                    layout=widgets.Layout(width=f"{size}px", height=f"{size}px"))
-    canvas.put_image_data(rgba, 0, 0)
-    return widgets.VBox([widgets.Label(title), canvas])
-
+# image_panel draws each map at 256 px or more (sharp pixels, no browser blur)
 vmax = float(heatmap.sum(0).abs().max())   # one colour scale for both maps
-widgets.HBox([
-    show(render.image_to_rgba(x), "input"),
-    show(render.heatmap_to_rgba(heatmap, vmax=vmax), "full heatmap"),
-    show(render.heatmap_to_rgba(part, vmax=vmax), f"channels {top3} of {layer}"),
-    show(render.heatmap_to_rgba(exp.deconvolution(layer, channels=top3)), "deconvolution"),
+image_row([
+    image_panel(render.image_to_rgba(x), "input"),
+    image_panel(render.heatmap_to_rgba(heatmap, vmax=vmax), "full heatmap"),
+    image_panel(render.heatmap_to_rgba(part, vmax=vmax), f"channels {top3} of {layer}"),
+    image_panel(render.heatmap_to_rgba(exp.deconvolution(layer, channels=top3)),
+                "deconvolution"),
 ])"""),
 md("""### Linearity: the parts add up to the whole
 

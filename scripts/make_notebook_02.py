@@ -20,7 +20,7 @@ steps."""),
 code("""import os
 import torch
 from lrp_widgets import Explainer, data, models, render
-from lrp_widgets.analysis import (critical_path, graph_positions, mse, optimize_selection,
+from lrp_widgets.analysis import (critical_path, mse, optimize_selection,
                                   relevance_graph, selection_curve, smape)
 from lrp_widgets.models import ModelUnavailableError
 
@@ -49,17 +49,11 @@ for p, c in zip(top5.values.tolist(), top5.indices.tolist()):
     print(f"{meta.classes[c]:30s} {p:.3f}")
 heatmap = exp.heatmap()"""),
 code("""import ipywidgets as widgets
-from ipycanvas import Canvas
-
-def show(rgba, title, size=200):
-    canvas = Canvas(width=rgba.shape[1], height=rgba.shape[0],
-                    layout=widgets.Layout(width=f"{size}px", height=f"{size}px"))
-    canvas.put_image_data(rgba, 0, 0)
-    return widgets.VBox([widgets.Label(title), canvas])
+from lrp_widgets.widgets.figures import image_panel as show, image_row
 
 vmax = float(heatmap.sum(0).abs().max())
-widgets.HBox([show(render.image_to_rgba(image), "input"),
-              show(render.heatmap_to_rgba(heatmap, vmax=vmax), "full heatmap")])"""),
+image_row([show(render.image_to_rgba(image), "input"),
+           show(render.heatmap_to_rgba(heatmap, vmax=vmax), "full heatmap")])"""),
 md("""## 2. How many channels make the heatmap?
 
 The channels of the layer are ranked by the relevance they carry. For each *k* the heatmap
@@ -70,9 +64,11 @@ for k, m, s in zip(curve.k, curve.mse, curve.smape):
     if k in (1, 2, 4, 8, 16, 32) or k == curve.k[-1]:
         print(f"top {k:4d} channels: MSE {m:.5f}  SMAPE {s:6.1f}%")"""),
 code("""import bqplot as bq
+from lrp_widgets.widgets.figures import log_axis
 xs, ys = bq.LogScale(), bq.LinearScale()
+# ticks at powers of two, as integers: bqplot's own log ticks crowd every decade
 fig = bq.Figure(marks=[bq.Lines(x=curve.k, y=curve.smape, scales={"x": xs, "y": ys})],
-                axes=[bq.Axis(scale=xs, label="k (top channels by relevance)"),
+                axes=[log_axis(xs, max(curve.k), "k (top channels by relevance)"),
                       bq.Axis(scale=ys, orientation="vertical", label="SMAPE (%)")],
                 title=f"{layer}: subset heatmap against the full one",
                 layout=widgets.Layout(width="560px", height="320px"))
@@ -89,10 +85,12 @@ print("chosen channels:", chosen)
 print(f"optimised : SMAPE {smape(heatmap, part):.1f}%  MSE {mse(heatmap, part):.5f}")
 top = curve.channels[:len(chosen)]
 by_rank = exp.conditional_heatmap(layer, channels=top)
-print(f"top-{len(chosen)} by relevance: SMAPE {smape(heatmap, by_rank):.1f}%  MSE {mse(heatmap, by_rank):.5f}")
-widgets.HBox([show(render.heatmap_to_rgba(heatmap, vmax=vmax), "full"),
-              show(render.heatmap_to_rgba(part, vmax=vmax), f"{len(chosen)} optimised channels"),
-              show(render.heatmap_to_rgba(by_rank, vmax=vmax), f"top {len(chosen)} by relevance")])"""),
+print(f"top-{len(chosen)} by relevance: SMAPE {smape(heatmap, by_rank):.1f}%  "
+      f"MSE {mse(heatmap, by_rank):.5f}")
+image_row([show(render.heatmap_to_rgba(heatmap, vmax=vmax), "full"),
+           show(render.heatmap_to_rgba(part, vmax=vmax), f"{len(chosen)} optimised channels"),
+           show(render.heatmap_to_rgba(by_rank, vmax=vmax),
+                f"top {len(chosen)} by relevance")])"""),
 md("""## 4. The relevance graph and its critical path
 
 Below the chosen channels, the graph keeps at each earlier layer the channels that receive
@@ -101,25 +99,19 @@ upper one alone. The critical path is the chain that carries the most."""),
 code("""graph = relevance_graph(exp, layer, chosen[:4], depth=3, width=4)
 path = critical_path(graph)
 print("critical path:", " -> ".join(f"{l}:{c}" for l, c in path))
-pos = graph_positions(graph)
-nodes = list(graph.nodes)
-index = {n: i for i, n in enumerate(nodes)}
-sx, sy = bq.LinearScale(), bq.LinearScale()
-links = [{"source": index[u], "target": index[v], "value": float(d["weight"])}
-         for u, v, d in graph.edges(data=True)]
-colors = ["orange" if n in path else "steelblue" for n in nodes]
-mark = bq.Graph(node_data=[f"{l}:{c}" for l, c in nodes], link_data=links,
-                x=[pos[n][0] for n in nodes], y=[pos[n][1] for n in nodes],
-                scales={"x": sx, "y": sy}, colors=colors, directed=True)
-bq.Figure(marks=[mark], title="relevance graph (orange: critical path)",
-          layout=widgets.Layout(width="560px", height="380px"))"""),
+# one row per layer (labelled on the left), channel ids beside the nodes, line width =
+# edge weight; the critical path in green
+from lrp_widgets.widgets import GraphView
+view = GraphView(on_node=lambda layer, channel: None, width="600px", height="380px")
+view.set_graph(graph, selected=path)
+view"""),
 md("""## 5. What the channels on the path see
 
 The deconvnet (Zeiler & Fergus) maps a channel's activation back to the input: max-unpooling
 with the forward pass's switches, rectification, transposed filters."""),
-code("""panels = [show(render.image_to_rgba(render.normalize_image(exp.deconvolution(l, channels=[c]))),
-               f"{l} : {c}", size=160) for l, c in path]
-widgets.HBox(panels)"""),
+code("""panels = [show(render.image_to_rgba(render.normalize_image(
+                   exp.deconvolution(l, channels=[c]))), f"{l} : {c}") for l, c in path]
+image_row(panels)"""),
 ]
 nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
 nbf.write(nb, "notebooks/02_neuron_selection_vgg16.ipynb")

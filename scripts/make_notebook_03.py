@@ -57,10 +57,12 @@ notebook does the same, in a few minutes on a laptop:
 9. **the full measured table** of `docs/faithfulness.md`;
 10. a summary.
 
-All training, explaining and scoring reuses `benchmarks/faithfulness.py`, the script that
-produced the table in `docs/faithfulness.md`. Run top to bottom (about 2 minutes on two CPU
-cores), this notebook trains and scores the same models as that table, with the same seeds,
-so its numbers are the table's (on the same torch version and kind of CPU). In the test suite
+All training, explaining and scoring is the package's own code
+(`lrp_widgets.analysis.fact_or_artifact`, `analysis.focus`, `models.steering`), the code that
+`benchmarks/faithfulness.py` runs to produce the table in `docs/faithfulness.md`. Run top to
+bottom (about 2 minutes on two CPU cores), this notebook trains and scores the same models
+as that table, with the same seeds, so its numbers are the table's (on the same torch
+version and kind of CPU). In the test suite
 (`LRP_WIDGETS_CI=1`) it shrinks the data and explains fewer samples, so its numbers there
 differ: read the text's numbers as "the measured table", the printed ones as "this run".
 """)
@@ -68,7 +70,6 @@ differ: read the text's numbers as "the measured table", the printed ones as "th
 code(r"""
 import dataclasses
 import os
-import sys
 import time
 from pathlib import Path
 
@@ -76,18 +77,20 @@ import ipywidgets as widgets
 import numpy as np
 import torch
 from IPython.display import Markdown, display
-from ipycanvas import Canvas
 from torch import nn
 
-# The benchmark lives next to the package, in the repository's root.
-ROOT = next(p for p in (Path.cwd(), *Path.cwd().parents)
-            if (p / "benchmarks" / "faithfulness.py").exists())
-sys.path.insert(0, str(ROOT))
+# The experiment is library code: the same functions write docs/faithfulness.md's table.
+from lrp_widgets.analysis.fact_or_artifact import (COMPOSITES, DATA_SPECS, RunConfig, Row,
+                                                   format_table, make_data, uniform_row)
+from lrp_widgets.analysis.focus import (data_bounds as input_bounds,
+                                        explain_dataset as explain_all, gradient_x_input,
+                                        ground_truth_scores as score, outside_share)
+from lrp_widgets.models.steering import classifier_for, train_steered
+from lrp_widgets.widgets.figures import image_panel, image_row
 
-from benchmarks.faithfulness import (COMPOSITES, DATA_SPECS, RunConfig, Row, build_model,
-                                     explain_all, format_table, gradient_x_input,
-                                     input_bounds, make_data, outside_share, score,
-                                     train_steered, uniform_row)
+
+def build_model(architecture, dataset, cnn, seed):
+    return classifier_for(architecture, dataset, seed, **cnn)
 from lrp_widgets import data, models, render
 from lrp_widgets.analysis import relevance_mass_accuracy
 from lrp_widgets.engine import named_composite
@@ -122,23 +125,9 @@ code(r"""
 EVIDENCE, DISTRACTOR, COAST = (0, 170, 0, 255), (255, 140, 0, 255), (0, 0, 0, 255)
 
 
-def ring(mask):
-    # The pixels just outside a mask (so that the outline hides none of the mask's own pixels).
-    m = np.pad(mask, 1)
-    grown = m[1:-1, 1:-1] | m[:-2, 1:-1] | m[2:, 1:-1] | m[1:-1, :-2] | m[1:-1, 2:]
-    return grown & ~mask
-
-
-def tile(rgba, title, width=140, outlines=()):
-    # Show an RGBA image scaled to `width` pixels, with the outlines of some masks.
-    height = round(rgba.shape[0] * width / rgba.shape[1])
-    big = render.resize_nearest(rgba, height, width).copy()
-    for mask, colour in outlines:
-        big[ring(render.resize_nearest(np.asarray(mask, bool), height, width))] = colour
-    canvas = Canvas(width=width, height=height,
-                    layout=widgets.Layout(width=f"{width}px", height=f"{height}px"))
-    canvas.put_image_data(big, 0, 0)
-    return widgets.VBox([widgets.HTML(f"<small>{title}</small>"), canvas])
+def tile(rgba, title, outlines=()):
+    # An RGBA image drawn at 256 px or more (sharp pixels), with the outlines of some masks.
+    return image_panel(rgba, f"<small>{title}</small>", outlines=outlines)
 
 
 def truth(ds, i=0):
@@ -165,7 +154,6 @@ def mean_map(maps):
     return (maps / scale).mean(dim=0)
 
 
-WIDTH = {"squares": 140, "climate_field": 180}
 """)
 
 # ----------------------------------------------------------------------------- data
@@ -201,8 +189,8 @@ code(r"""
 def samples(name, count=4):
     _, test_set, _ = sets[name]
     picks = [int(i) for c in (0, 1) for i in torch.nonzero(test_set.labels == c)[:count // 2, 0]]
-    return widgets.HBox([tile(field(test_set.images[i]), f"{test_set.classes[test_set.labels[i]]}",
-                              WIDTH[name], truth(test_set, i)) for i in picks])
+    return image_row([tile(field(test_set.images[i]), f"{test_set.classes[test_set.labels[i]]}",
+                           truth(test_set, i)) for i in picks])
 
 display(samples("squares"), samples("climate_field"))
 """)
@@ -311,12 +299,11 @@ def heatmap_grid(name, training="plain", i=0):
     for architecture in ARCHITECTURES:
         maps = results[name, architecture, training]["maps"]
         tiles = [tile(field(subset.images[i]), f"{architecture}: input "
-                      f"({subset.classes[subset.labels[i]]})", WIDTH[name], truth(subset, i))]
+                      f"({subset.classes[subset.labels[i]]})", truth(subset, i))]
         for c in COMPOSITES:
             rma = relevance_mass_accuracy(maps[c][i], subset.masks[i])
-            tiles.append(tile(heat(maps[c][i]), f"{c}<br>rma {rma:.2f}", WIDTH[name],
-                              truth(subset, i)))
-        lines.append(widgets.HBox(tiles))
+            tiles.append(tile(heat(maps[c][i]), f"{c}<br>rma {rma:.2f}", truth(subset, i)))
+        lines.append(image_row(tiles))
     return widgets.VBox(lines)
 
 heatmap_grid("squares")
@@ -388,9 +375,9 @@ def mean_grid(name, trainings=("plain",), composites=COMPOSITES, architectures=A
     for architecture in architectures:
         for training in trainings:
             maps = results[name, architecture, training]["maps"]
-            lines.append(widgets.HBox([tile(heat(mean_map(maps[c])),
-                                            f"{architecture} {training}<br>{c}", WIDTH[name],
-                                            truth(test_set)) for c in composites]))
+            lines.append(image_row([tile(heat(mean_map(maps[c])),
+                                         f"{architecture} {training}<br>{c}", truth(test_set))
+                                    for c in composites]))
     return widgets.VBox(lines)
 
 
@@ -642,9 +629,9 @@ code(r"""
 def before_after(name, composite="epsilon_alpha2_beta1"):
     # One column per architecture: the plain model's mean map above the steered one's.
     _, test_set, _ = sets[name]
-    return widgets.HBox([widgets.VBox([
+    return image_row([widgets.VBox([
         tile(heat(mean_map(results[name, a, t]["maps"][composite])), f"{a} {t}<br>{composite}",
-             WIDTH[name], truth(test_set))
+             truth(test_set))
         for t in ("plain", "steered")]) for a in ARCHITECTURES])
 
 display(before_after("squares"), before_after("climate_field"))
@@ -681,9 +668,16 @@ here, so it is always the current one.
 """)
 
 code(r"""
-doc = (ROOT / "docs" / "faithfulness.md").read_text(encoding="utf-8")
-measured = doc.split("## Results", 1)[-1].split("## Findings", 1)[0]   # the section "Results"
-display(Markdown("### Results (from `docs/faithfulness.md`)\n" + measured))
+# docs/ sits beside notebooks/ in the repository; an installed package has no docs folder
+DOC = next((p / "docs" / "faithfulness.md" for p in (Path.cwd(), *Path.cwd().parents)
+            if (p / "docs" / "faithfulness.md").exists()), None)
+if DOC is None:
+    measured = ""
+    print("docs/faithfulness.md is not here (run from a clone of the repository to see it)")
+else:
+    doc = DOC.read_text(encoding="utf-8")
+    measured = doc.split("## Results", 1)[-1].split("## Findings", 1)[0]   # section "Results"
+    display(Markdown("### Results (from `docs/faithfulness.md`)\n" + measured))
 """)
 
 md(r"""
@@ -735,7 +729,8 @@ md(r"""
   its signal; a map of smooth data must not be read cell by cell.
 
 Further: `docs/faithfulness.md` (all numbers and findings, the embedded model, the random
-network check on `shapes`), `benchmarks/faithfulness.py` (the code used here), and
+network check on `shapes`), `lrp_widgets/analysis/fact_or_artifact.py` (the code used
+here; `benchmarks/faithfulness.py` is its command line), and
 `notebooks/01_quickstart.ipynb` (which neurons make a heatmap).
 """)
 

@@ -1,4 +1,5 @@
-"""The faithfulness benchmark runs (``--tiny``) and its helpers compute what they claim."""
+"""The faithfulness benchmark runs (``--tiny``), and the library code it and notebook 03 use
+(analysis.fact_or_artifact, analysis.focus, models.steering) computes what it claims."""
 from __future__ import annotations
 
 import math
@@ -7,9 +8,11 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks.faithfulness import (COLUMNS, Row, format_table, gradient_x_input,
-                                     input_bounds, outside_share, score, steering_loss,
-                                     train_steered)
+from lrp_widgets.analysis.fact_or_artifact import COLUMNS, Row, format_table
+from lrp_widgets.analysis.focus import data_bounds as input_bounds
+from lrp_widgets.analysis.focus import gradient_x_input, outside_share
+from lrp_widgets.analysis.focus import ground_truth_scores as score
+from lrp_widgets.models.steering import steering_loss, train_steered
 from conftest import run_benchmark
 from lrp_widgets import data, models
 
@@ -231,3 +234,9 @@ def test_format_table():
     text = format_table(rows).splitlines()
     assert len(text) == 3 and len({len(line) for line in text}) == 1  # aligned
     assert math.isclose(float(text[2].split()[5]), 0.318)
+
+
+def test_classifier_for_names_the_architecture():
+    from lrp_widgets.models.steering import classifier_for
+    with pytest.raises(ValueError, match="architecture must be one of"):
+        classifier_for("rnn", _tiny_squares()[0])

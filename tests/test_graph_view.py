@@ -139,3 +139,10 @@ def test_clicks_hover_selection_and_navigation():
     assert moves[-1] == "b"
     view.layers = ["x"]                       # the top layer is gone: both disabled
     assert view.up_button.disabled and view.down_button.disabled
+
+
+def test_labels_use_the_theme_text_colour():
+    view = GraphView(on_node=lambda *a: None)
+    for mark in (view.node_labels, view.layer_labels):
+        assert mark.colors == [graph_view.TEXT_COLOR]
+    assert graph_view.TEXT_COLOR.startswith("var(--jp-ui-font-color0")

@@ -19,14 +19,14 @@ from .colormaps import (COLORMAPS, Colormap, colormap_names, css_gradient, diver
                         get_colormap, legend_rgba, sequential_lut)
 from .geometry import canvas_rect_to_mask, cell_rect
 from .grid import GridLayout, channel_grid, color_maps
-from .images import (heatmap_2d, heatmap_to_rgba, image_to_rgba, nearest_indices, normalize_image,
-                     overlay, resize_nearest, upscale_to_canvas)
+from .images import (enlarge, heatmap_2d, heatmap_to_rgba, image_to_rgba, nearest_indices,
+                     normalize_image, overlay, resize_nearest, upscale_to_canvas)
 from .views import heatmap_views
 
 __all__ = [
     "COLORMAPS", "Colormap", "get_colormap", "diverging_lut", "sequential_lut",
     "colormap_names", "legend_rgba", "css_gradient", "heatmap_views",
-    "heatmap_2d", "heatmap_to_rgba", "image_to_rgba", "normalize_image", "overlay",
+    "enlarge", "heatmap_2d", "heatmap_to_rgba", "image_to_rgba", "normalize_image", "overlay",
     "resize_nearest", "nearest_indices", "upscale_to_canvas",
     "GridLayout", "channel_grid", "color_maps",
     "canvas_rect_to_mask", "cell_rect", "to_numpy",

@@ -301,3 +301,22 @@ def upscale_to_canvas(arr: Any, canvas_hw: tuple[int, int]) -> np.ndarray:
     (224, 224, 4)
     """
     return resize_nearest(arr, int(canvas_hw[0]), int(canvas_hw[1]))
+
+
+def enlarge(arr: Any, min_side: int = 256) -> np.ndarray:
+    """Enlarge by the smallest integer factor that makes the shorter side at least
+    ``min_side`` (nearest neighbour, so every source pixel is one sharp square and the
+    values are unchanged); never shrinks.
+
+    Examples
+    --------
+    >>> enlarge(np.zeros((64, 96, 4), np.uint8)).shape
+    (256, 384, 4)
+    >>> enlarge(np.zeros((300, 224)), 256).shape
+    (600, 448)
+    """
+    a = to_numpy(arr)
+    if a.ndim < 2 or 0 in a.shape[:2]:
+        raise ValueError(f"enlarge takes a non-empty (H, W[, C]) array, got shape {a.shape}")
+    k = max(1, -(-int(min_side) // min(a.shape[:2])))           # ceiling division
+    return np.repeat(np.repeat(a, k, axis=0), k, axis=1) if k > 1 else a

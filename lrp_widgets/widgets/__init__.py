@@ -21,6 +21,7 @@ from .imageio import ImageDecodeError, decode_image, encode_png
 from .plots import BarPlot, CurvePlot, GraphPlot, graph_view_data
 from .progress import ProgressBar
 from .scheduler import LatestWins, Superseded
+from .tabs import TabSwitch
 from .theme import theme_style
 from .upload import UploadPanel
 
@@ -28,4 +29,4 @@ __all__ = ["Explorer", "Choice", "LatestWins", "Superseded", "LayeredCanvas", "D
            "drawing", "CurvePlot", "BarPlot", "GraphPlot", "graph_view_data", "encode_png",
            "decode_image", "ImageDecodeError", "export_files", "write_export",
            "analysis_function", "BarsView", "GraphView", "UploadPanel", "ExportPanel",
-           "full_resolution", "theme_style", "ProgressBar"]
+           "full_resolution", "theme_style", "ProgressBar", "TabSwitch"]

@@ -31,6 +31,7 @@ import ipywidgets as W
 import numpy as np
 import traitlets as T
 
+from ..render.images import enlarge
 from .imageio import encode_png
 
 __all__ = ["export_files", "write_export", "zip_bytes", "to_jsonable", "full_resolution",
@@ -130,7 +131,7 @@ MIN_SIDE = 256
 
 def full_resolution(image: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
     """An RGBA image at its own resolution, enlarged by the smallest integer factor that
-    makes its shorter side at least ``min_side`` (nearest neighbour; never shrunk).
+    makes its shorter side at least ``min_side`` (:func:`lrp_widgets.render.enlarge`).
 
     Examples
     --------
@@ -141,11 +142,7 @@ def full_resolution(image: np.ndarray, min_side: int = MIN_SIDE) -> np.ndarray:
     >>> full_resolution(np.zeros((512, 512, 4), np.uint8)).shape     # large enough already
     (512, 512, 4)
     """
-    a = np.asarray(image)
-    if a.ndim < 2 or 0 in a.shape[:2]:
-        raise ValueError(f"image must be a non-empty (H, W[, C]) array, got {a.shape}")
-    k = max(1, -(-int(min_side) // min(a.shape[:2])))           # ceiling division
-    return np.repeat(np.repeat(a, k, axis=0), k, axis=1) if k > 1 else a
+    return enlarge(np.asarray(image), min_side)
 
 
 class ExportPanel(W.VBox):
@@ -263,10 +260,7 @@ class ExportPanel(W.VBox):
         self.count += 1
         self.last_path = str(target)
         size = sum(len(b) for b in files.values())
-        what = f"replaced {replaced} of {len(files)} files" if replaced else f"{len(files)} files"
-        self.message = (note(f"{stamp} · export {self.count}: {what} ({size / 1024:.0f} KiB) in")
-                        + "<br>" + f"<code>{html.escape(str(target))}</code>"
-                        + "<br>" + hint(", ".join(sorted(files))))
+        # the link first: once the message names this export, its link is there too
         archive = zip_bytes(files)
         if len(archive) <= self.MAX_LINK_BYTES:
             payload = base64.b64encode(archive).decode()
@@ -276,4 +270,8 @@ class ExportPanel(W.VBox):
                                f"download {html.escape(name)}</a>")
         else:
             self.link.value = hint("zip too large for a link: use the folder")
+        what = f"replaced {replaced} of {len(files)} files" if replaced else f"{len(files)} files"
+        self.message = (note(f"{stamp} · export {self.count}: {what} ({size / 1024:.0f} KiB) in")
+                        + "<br>" + f"<code>{html.escape(str(target))}</code>"
+                        + "<br>" + hint(", ".join(sorted(files))))
         return paths

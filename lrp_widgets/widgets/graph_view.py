@@ -47,6 +47,8 @@ NEGATIVE = "#1565c0"
 SELECTED = "#2ca02c"
 #: Line widths (px) of the four weight classes: |w| / max |w| in (0, .25], (.25, .5], ...
 EDGE_WIDTHS = (1.0, 2.5, 4.0, 6.0)
+#: Text colour of labels: the theme's own (light and dark), black without JupyterLab's variables.
+TEXT_COLOR = "var(--jp-ui-font-color0, #000000)"
 #: Data x of the layer labels' column, left of the nodes (nodes lie in [0, 1]).
 LABEL_X = -0.62
 X_RANGE = (-0.65, 1.18)
@@ -184,10 +186,10 @@ class GraphView(W.VBox):
         # node labels right of their node; drawn last, so no edge covers them
         self.node_labels = Label(x=np.zeros(0), y=np.zeros(0), text=[], scales=sc,
                                  x_offset=8, y_offset=4, default_size=11, font_weight="bold",
-                                 align="start")
+                                 align="start", colors=[TEXT_COLOR])
         self.layer_labels = Label(x=np.zeros(0), y=np.zeros(0), text=[], scales=sc,
                                   y_offset=4, default_size=11, font_weight="normal",
-                                  align="start")
+                                  align="start", colors=[TEXT_COLOR])
         self.figure = Figure(marks=[*self.edge_marks, self.node_mark, self.node_labels,
                                     self.layer_labels], axes=[], animation_duration=0,
                              fig_margin={"top": 12, "bottom": 12, "left": 8, "right": 8},

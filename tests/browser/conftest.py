@@ -105,6 +105,19 @@ def lab(browser, served_notebooks, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
+def notebook7(browser, served_notebooks, tmp_path_factory):
+    """Notebook 7 (``jupyter notebook``): JupyterLab's components in the classic layout."""
+    pytest.importorskip("notebook", minversion="7")
+    tmp = tmp_path_factory.mktemp("notebook7")
+    proc, port, token, log = _server([sys.executable, "-m", "jupyter", "notebook"], "lab",
+                                     served_notebooks, tmp, "/tree")
+    yield f"http://127.0.0.1:{port}", token
+    proc.terminate()
+    proc.wait(timeout=30)
+    log.close()
+
+
+@pytest.fixture(scope="session")
 def voila(browser, served_notebooks, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("voila")
     proc, port, token, log = _server([sys.executable, "-m", "voila"], "voila",

@@ -116,3 +116,39 @@ def screenshot_explorer(page: Page, path: Path, width: int = 1300) -> None:
     page.wait_for_timeout(1_000)                # let the page lay out and paint again
     path.parent.mkdir(parents=True, exist_ok=True)
     explorer.screenshot(path=str(path), animations="disabled")
+
+
+# -------------------------------------------------- JupyterLab and Notebook 7 menus
+
+def accept_kernel_dialog(page: "Page") -> None:
+    """First open: JupyterLab and Notebook 7 may ask for a kernel; accept the default."""
+    select = page.locator(".jp-Dialog button.jp-mod-accept")
+    try:
+        select.wait_for(timeout=5_000)
+        select.click()
+    except Exception:                   # no dialog: the kernel was chosen already
+        pass
+
+
+def dismiss_notifications(page: "Page") -> None:
+    """JupyterLab's news toast ("receive official Jupyter news?") covers the notebook."""
+    for label in ("No", "Dismiss", "Close"):
+        button = page.locator(f".jp-toast-button:has-text('{label}')")
+        if button.count():
+            button.first.click()
+
+
+def run_all(page: "Page") -> None:
+    """Run -> Run All Cells; wait until every code cell shows an execution count."""
+    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle'], "
+                           ".jp-NotebookPanel", timeout=120_000)
+    page.click(".lm-MenuBar-item:has-text('Run')")
+    page.click(".lm-Menu-item:has-text('Run All Cells')")
+    page.wait_for_function(
+        """() => {
+            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
+            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
+        }""", timeout=300_000)
+    page.wait_for_function(            # the kernel idle again, where the page shows it
+        """() => { const i = document.querySelector('.jp-Notebook-ExecutionIndicator');
+                   return !i || i.dataset.status === 'idle'; }""", timeout=120_000)

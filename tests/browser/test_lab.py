@@ -5,44 +5,18 @@ import re
 from typing import TYPE_CHECKING
 
 from .conftest import ARTIFACTS
-from .helpers import canvas_pixels, marker_position, wait_updated
+from .helpers import (accept_kernel_dialog, canvas_pixels, dismiss_notifications,
+                      marker_position, run_all, wait_updated)
 
 if TYPE_CHECKING:                   # playwright may be missing: the tests then skip
     from playwright.sync_api import Page
 
 
 def open_notebook(page: Page, base: str, token: str, name: str) -> None:
-    page.goto(f"{base}/lab/tree/{name}?token={token}")
+    page.goto(f"{base}/lab/tree/{name}?reset&token={token}")     # a fresh workspace
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
-    # First open: JupyterLab may ask for a kernel; accept the default.
-    select = page.locator(".jp-Dialog button.jp-mod-accept")
-    try:
-        select.wait_for(timeout=5_000)
-        select.click()
-    except Exception:
-        pass
+    accept_kernel_dialog(page)
     dismiss_notifications(page)
-    page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
-                           timeout=120_000)
-
-
-def dismiss_notifications(page: Page) -> None:
-    """JupyterLab's news toast ("receive official Jupyter news?") covers the notebook."""
-    for label in ("No", "Dismiss", "Close"):
-        button = page.locator(f".jp-toast-button:has-text('{label}')")
-        if button.count():
-            button.first.click()
-
-
-def run_all(page: Page) -> None:
-    page.click(".lm-MenuBar-item:has-text('Run')")
-    page.click(".lm-Menu-item:has-text('Run All Cells')")
-    # every code cell shows an execution count, none a star, and the kernel is idle
-    page.wait_for_function(
-        """() => {
-            const prompts = [...document.querySelectorAll('.jp-CodeCell .jp-InputPrompt')];
-            return prompts.length > 0 && prompts.every(p => /\\[\\d+\\]/.test(p.textContent));
-        }""", timeout=300_000)
     page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']",
                            timeout=120_000)
 
