@@ -17,6 +17,7 @@ $(STAMP): pyproject.toml requirements-ci.txt
 	touch $(STAMP)
 
 test: $(STAMP)
+	$(VENV)/bin/ruff check .
 	$(PY) -m pytest
 
 # JupyterLab refuses to start as root unless told; containers and CI machines often are root.

@@ -331,7 +331,7 @@ One sample can mislead; here are means over the explained test samples (0 to 1):
 |---|---|
 | `acc` | test accuracy (all test samples) |
 | `rma` | relevance mass accuracy: share of the positive relevance on the evidence |
-| `point` | pointing game: how often the map's maximum lies on the evidence; `point1` forgives one pixel |
+| `point` | pointing game: how often the map's maximum is on the evidence (`point1`: ±1 pixel) |
 | `distr` | share of the positive relevance on the distractor squares |
 | `border` | share on the 2-pixel image border, where zero padding acts |
 | `land` | share on land, which is constant and cannot be evidence |
@@ -569,7 +569,11 @@ The strongest test changes the **model**, not the explanation. Train the same ar
 again, with the same data, seed and epochs, but with a penalty for attribution outside the
 evidence ("right for the right reasons", Ross et al., 2017):
 
-$$\text{loss} = \text{cross-entropy} + w \cdot \frac{\sum_{\text{outside mask}} (\nabla x \odot x)^2}{\sum_{\text{all}} (\nabla x \odot x)^2}$$
+$$
+\text{loss} = \text{cross-entropy}
+  + w \cdot \frac{\sum_{\text{outside mask}} (\nabla x \odot x)^2}
+                 {\sum_{\text{all}} (\nabla x \odot x)^2}
+$$
 
 Gradient×input is a differentiable stand-in for LRP (LRP itself is not trained on);
 *w* = 3. For the BatchNorm model the penalty is taken on the eval-mode network, the one

@@ -22,7 +22,8 @@ residual additions."""),
 code("""class TinyResNet(nn.Module):
     def __init__(self, classes=3):
         super().__init__()
-        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(1, 8, 3, padding=1), nn.BatchNorm2d(8),
+                                  nn.ReLU(inplace=True))
         self.branch = nn.Sequential(nn.Conv2d(8, 8, 3, padding=1), nn.BatchNorm2d(8))
         self.relu = nn.ReLU(inplace=True)
         self.pool = nn.AdaptiveAvgPool2d(1)
@@ -64,7 +65,8 @@ except UnsupportedLayerError as err:
     print(err)"""),
 md("""So is a BatchNorm that does not follow a Linear/Conv layer (it cannot be merged), and a
 forward pass that branches on the input's values:"""),
-code("""for model_ in (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.BatchNorm1d(4), nn.Linear(4, 2)),):
+code("""for model_ in (nn.Sequential(nn.Linear(4, 4), nn.ReLU(), nn.BatchNorm1d(4),
+                             nn.Linear(4, 2)),):
     try:
         Explainer(model_)
     except UnsupportedLayerError as err:
@@ -78,7 +80,8 @@ for bad in (torch.rand(3, 16, 16), torch.full((1, 16, 16), float("nan")), torch.
     except InputError as err:
         print(type(err).__name__, ":", err)
 exp = explainer.explain(torch.rand(1, 16, 16))
-for call in (lambda: exp.relevance("stem.3"), lambda: exp.conditional_heatmap("stem.0", channels=[99])):
+for call in (lambda: exp.relevance("stem.3"),
+             lambda: exp.conditional_heatmap("stem.0", channels=[99])):
     try:
         call()
     except InputError as err:

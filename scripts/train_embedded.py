@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-import time
 from pathlib import Path
 
 import torch
@@ -64,7 +63,9 @@ def main() -> int:
     state = {key: value.clone() for key, value in model.state_dict().items()}
     if args.check:
         shipped = torch.load(args.output, map_location="cpu", weights_only=True)
-        same = shipped.keys() == state.keys() and all(torch.equal(shipped[k], state[k]) for k in state)
+        same = shipped.keys() == state.keys() and all(
+            torch.equal(shipped[k], state[k]) for k in state
+        )
         print("identical to the shipped weights" if same else "DIFFERENT from the shipped weights")
         return 0 if same else 1
     torch.save(state, args.output)

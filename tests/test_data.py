@@ -211,12 +211,13 @@ def test_subset_and_split_keep_samples_aligned():
 
 def test_dataset_validates_shapes():
     images = torch.zeros(4, 1, 8, 8)
-    ok = data.Dataset(images, torch.zeros(4, dtype=torch.long), torch.zeros(4, 8, 8, dtype=torch.bool), ["a"])
+    labels4, labels3 = torch.zeros(4, dtype=torch.long), torch.zeros(3, dtype=torch.long)
+    ok = data.Dataset(images, labels4, torch.zeros(4, 8, 8, dtype=torch.bool), ["a"])
     assert not ok.distractor_masks.any() and ok.constant_mask.shape == (4, 8, 8)
     with pytest.raises(ValueError, match="masks"):
-        data.Dataset(images, torch.zeros(4, dtype=torch.long), torch.zeros(4, 8, 7, dtype=torch.bool), ["a"])
+        data.Dataset(images, labels4, torch.zeros(4, 8, 7, dtype=torch.bool), ["a"])
     with pytest.raises(ValueError, match="labels"):
-        data.Dataset(images, torch.zeros(3, dtype=torch.long), torch.zeros(4, 8, 8, dtype=torch.bool), ["a"])
+        data.Dataset(images, labels3, torch.zeros(4, 8, 8, dtype=torch.bool), ["a"])
 
 
 def test_sample_photographs():

@@ -94,7 +94,8 @@ def test_smape_matches_formula_and_bounds(seed):
     assert smape(r, 3.0 * e) == pytest.approx(smape(r / 3.0, e), rel=1e-12)
     # MSE of the scaled maps, written out
     m = r.sum(0) / np.abs(r.sum(0)).max()
-    assert mse(r, e) == pytest.approx(np.mean((e.sum(0) / np.abs(r.sum(0)).max() - m) ** 2), rel=1e-12)
+    expected = np.mean((e.sum(0) / np.abs(r.sum(0)).max() - m) ** 2)
+    assert mse(r, e) == pytest.approx(expected, rel=1e-12)
 
 
 def test_never_nan_on_zero_maps():

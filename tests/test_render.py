@@ -360,7 +360,9 @@ def test_canvas_rect_non_integer_scale_and_rectangular_layer():
     m = canvas_rect_to_mask(3.4, 0, 3.4, 0, (8, 10), (2, 3))
     assert m.shape == (2, 3) and cells(m) == [(0, 1)]
     assert cells(canvas_rect_to_mask(0, 4, 10 / 3, 5, (8, 10), (2, 3))) == [(1, 0)]
-    assert cells(canvas_rect_to_mask(6.6, 3.9, 6.7, 4.1, (8, 10), (2, 3))) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert cells(canvas_rect_to_mask(6.6, 3.9, 6.7, 4.1, (8, 10), (2, 3))) == [
+        (0, 1), (0, 2), (1, 1), (1, 2)
+    ]
 
 
 def test_cell_rect_inverts_mask():

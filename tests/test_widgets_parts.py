@@ -68,7 +68,8 @@ def test_rect_to_region_neuron_positions():
     region = geo.rect_to_region(40, 70, 100, 75, (256, 256), (8, 8))
     assert np.argwhere(region).tolist() == [[2, 1], [2, 2], [2, 3]]
     # A click selects the cell under it; the far edge belongs to the last cell.
-    assert np.argwhere(geo.rect_to_region(256, 256, 256, 256, (256, 256), (8, 8))).tolist() == [[7, 7]]
+    click = geo.rect_to_region(256, 256, 256, 256, (256, 256), (8, 8))
+    assert np.argwhere(click).tolist() == [[7, 7]]
     # Clipped to the canvas; wholly outside: None.
     assert geo.rect_to_region(-50, -50, 10, 10, (256, 256), (8, 8)).sum() == 1
     assert geo.rect_to_region(300, 300, 400, 400, (256, 256), (8, 8)) is None

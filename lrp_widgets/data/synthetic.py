@@ -236,7 +236,9 @@ def _segment_pixels(start: torch.Tensor, delta: torch.Tensor, thickness: torch.T
     origin = torch.floor(start + delta / 2).long() - patch // 2 + 1
     ys = origin[:, 0, None] + offsets  # (N, patch) absolute pixel rows
     xs = origin[:, 1, None] + offsets
-    covered = _segment_masks(start, delta, thickness, ys[:, :, None].float(), xs[:, None, :].float())
+    covered = _segment_masks(
+        start, delta, thickness, ys[:, :, None].float(), xs[:, None, :].float()
+    )
     covered &= ((ys >= 0) & (ys < size[0]))[:, :, None] & ((xs >= 0) & (xs < size[1]))[:, None, :]
     sample, i, j = covered.nonzero(as_tuple=True)
     return sample, ys[sample, i], xs[sample, j]

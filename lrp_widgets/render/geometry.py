@@ -1,6 +1,7 @@
 """Pure geometry for brushing on canvases: which cells a rectangle touches.
 
-Conventions (shared by :func:`canvas_rect_to_mask` and :class:`~lrp_widgets.render.grid.GridLayout`):
+Conventions (shared by :func:`canvas_rect_to_mask` and
+:class:`~lrp_widgets.render.grid.GridLayout`):
 
 * Coordinates are continuous canvas pixels, ``x`` to the right (columns) and ``y``
   down (rows); pixel ``(x, y)`` covers ``[x, x+1) x [y, y+1)``.
@@ -38,7 +39,9 @@ def clip_span(a: float, b: float, size: float) -> tuple[float, float] | None:
     return max(lo, 0.0), min(hi, float(size))
 
 
-def span_hits(lo: float, hi: float, starts: np.ndarray, ends: np.ndarray, size: float) -> np.ndarray:
+def span_hits(
+    lo: float, hi: float, starts: np.ndarray, ends: np.ndarray, size: float
+) -> np.ndarray:
     """Boolean array: which cells ``[starts[i], ends[i])`` the span ``[lo, hi)`` touches.
 
     A span with ``lo == hi`` is a point (see the module conventions).

@@ -111,12 +111,18 @@ class GridLayout:
         return (x0 + x1) / 2, (y0 + y1) / 2
 
     def tile_at(self, x: float, y: float) -> int | None:
-        """Index of the tile under pixel position ``(x, y)``; None on margins, empty cells or outside."""
+        """Index of the tile under pixel position ``(x, y)``.
+
+        None on margins, empty cells or outside.
+        """
         hits = self.tiles_in_rect(x, y, x, y)
         return hits[0] if hits else None
 
     def tiles_in_rect(self, x0: float, y0: float, x1: float, y1: float) -> list[int]:
-        """Sorted indices of the tiles a rectangle touches (corners in any order, clipped to the grid)."""
+        """Sorted indices of the tiles a rectangle touches.
+
+        Corners may come in any order; the rectangle is clipped to the grid.
+        """
         xs, ys = clip_span(x0, x1, self.width), clip_span(y0, y1, self.height)
         if xs is None or ys is None:
             return []
@@ -151,7 +157,9 @@ def color_maps(maps: np.ndarray, cmap: str | Colormap, normalize: str) -> np.nda
     first colour and an all-zero (dead) channel is uniformly that colour.
     """
     if normalize not in GRID_NORMALIZE:
-        raise ValueError(f"unknown normalize {normalize!r}; choose one of: {', '.join(GRID_NORMALIZE)}")
+        raise ValueError(
+            f"unknown normalize {normalize!r}; choose one of: {', '.join(GRID_NORMALIZE)}"
+        )
     cm = get_colormap(cmap)
     axes = (1, 2) if normalize == "per_tile" else (0, 1, 2)
     if cm.diverging:
@@ -171,12 +179,16 @@ def _tile_hw(tile_size: int | tuple[int, int] | None, h: int, w: int) -> tuple[i
     return int(th), int(tw)
 
 
-def _border_colors(borders: Sequence[Any] | None, k: int, pad: int) -> tuple[np.ndarray, np.ndarray] | None:
+def _border_colors(
+    borders: Sequence[Any] | None, k: int, pad: int
+) -> tuple[np.ndarray, np.ndarray] | None:
     """``borders`` as (K,4) uint8 colours and a (K,) mask of tiles that have one."""
     if borders is None:
         return None
     if len(borders) != k:
-        raise ValueError(f"borders needs one entry (colour or None) per map: {k}, got {len(borders)}")
+        raise ValueError(
+            f"borders needs one entry (colour or None) per map: {k}, got {len(borders)}"
+        )
     has = np.array([b is not None for b in borders], dtype=bool)
     if has.any() and pad < 1:
         raise ValueError("borders are drawn in the tile margins and need pad >= 1")

@@ -23,8 +23,9 @@ NORMALIZE_MODES = ("per_image", "per_channel", "symmetric")
 
 
 def heatmap_2d(heatmap: Any) -> np.ndarray:
-    """A relevance map as a float64 2-D array: ``(C,H,W)`` is summed over C, ``(F,)`` becomes ``(1,F)``.
+    """A relevance map as a float64 2-D array.
 
+    ``(C,H,W)`` is summed over C, ``(F,)`` becomes ``(1,F)``.
     A leading batch axis of size 1 (``(1,C,H,W)``) is dropped.
 
     Examples
@@ -109,7 +110,9 @@ def _chw(image: Any) -> np.ndarray:
     if x.ndim == 2:
         x = x[None]
     if x.ndim != 3 or x.shape[0] not in (1, 3):
-        raise ValueError(f"an image must be (H,W) or (C,H,W) with 1 or 3 channels, got shape {x.shape}")
+        raise ValueError(
+            f"an image must be (H,W) or (C,H,W) with 1 or 3 channels, got shape {x.shape}"
+        )
     return x.astype(np.float64)
 
 
@@ -212,7 +215,9 @@ def _as_rgba(a: np.ndarray) -> np.ndarray:
     return np.concatenate([a, np.full(a.shape[:2] + (1,), 255, dtype=np.uint8)], axis=-1)
 
 
-def overlay(image: Any, heatmap: Any, opacity: float = 0.6, cmap: str | Colormap = "bwr") -> np.ndarray:
+def overlay(
+    image: Any, heatmap: Any, opacity: float = 0.6, cmap: str | Colormap = "bwr"
+) -> np.ndarray:
     """Composite a heatmap over an image ("over" operator) -> RGBA uint8.
 
     Parameters
@@ -243,7 +248,10 @@ def overlay(image: Any, heatmap: Any, opacity: float = 0.6, cmap: str | Colormap
         raise ValueError(f"opacity must be in [0, 1], got {opacity!r}")
     img_in, heat_in = to_numpy(image), to_numpy(heatmap)
     img = _as_rgba(img_in) if _is_rgba_like(img_in) else image_to_rgba(img_in)
-    heat = _as_rgba(heat_in) if _is_rgba_like(heat_in) else heatmap_to_rgba(heat_in, cmap=cmap, alpha="abs")
+    heat = (
+        _as_rgba(heat_in) if _is_rgba_like(heat_in)
+        else heatmap_to_rgba(heat_in, cmap=cmap, alpha="abs")
+    )
     if img.shape != heat.shape:
         raise ValueError(f"image (shape {img_in.shape}, {img.shape[0]}x{img.shape[1]} pixels) and "
                          f"heatmap (shape {heat_in.shape}, {heat.shape[0]}x{heat.shape[1]} pixels) "

@@ -59,7 +59,9 @@ def encode_png(image: np.ndarray, level: int = 6) -> bytes:
     if a.ndim == 2:
         a = a[:, :, None]
     if a.ndim != 3 or a.shape[2] not in _COLOR_TYPES or 0 in a.shape[:2]:
-        raise ValueError(f"encode_png needs a non-empty (H,W) or (H,W,1|2|3|4) image, got {a.shape}")
+        raise ValueError(
+            f"encode_png needs a non-empty (H,W) or (H,W,1|2|3|4) image, got {a.shape}"
+        )
     h, w, c = a.shape
     header = struct.pack(">IIBBBBB", w, h, 8, _COLOR_TYPES[c], 0, 0, 0)
     # Every scanline starts with its filter type; 0 (none) keeps the writer trivial.
