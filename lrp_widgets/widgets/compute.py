@@ -52,6 +52,7 @@ from lrp_widgets.engine import Explainer, Explanation
 from .choice import Choice
 from .scheduler import Superseded
 from .state import View
+from .token_grid import GridExplanation
 
 __all__ = ["Compute", "Frame", "fit_choice", "DEFAULT_MAX_BYTES"]
 
@@ -165,7 +166,9 @@ class Compute:
             if exp is not None:
                 return exp
             explainer = self.explainer(view.composite, view.bounds, view.bounds_version)
-            exp = explainer.explain(self.images[view.image], target=view.target)
+            # token layers read as (dim, gh, gw): the grid, brush and caches need no change
+            exp = GridExplanation(explainer.explain(self.images[view.image],
+                                                    target=view.target))
             self._full[view.ctx] = colour_sum(exp.heatmap())     # the backward pass, once
             self._exps[view.ctx] = exp
             while len(self._exps) > self.keep:

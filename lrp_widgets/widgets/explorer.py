@@ -241,7 +241,7 @@ class Explorer(W.VBox):
     def explanation(self) -> Optional[Explanation]:
         """The :class:`~lrp_widgets.engine.Explanation` on display."""
         shown = self.lanes.shown
-        return None if shown is None else self.compute.explanation(shown.view)
+        return None if shown is None else self.compute.explanation(shown.view).base
 
     @property
     def state(self) -> dict[str, Any]:
