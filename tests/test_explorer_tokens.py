@@ -77,7 +77,7 @@ def _selection(ex):
 
 
 @pytest.mark.parametrize("composite", ["epsilon_plus_flat", "attn_lrp", "cp_lrp"])
-def test_vit_token_layer_tiles_channels_and_brush(vit, composite):
+def test_vit_token_layer_tiles_channels_and_brush(vit, composite, tmp_path):
     model, images = vit
     before = {k: v.clone() for k, v in model.state_dict().items()}
     ex = Explorer(model, images, composite=composite, sync=True, curve=False, graph=False,
@@ -97,6 +97,10 @@ def test_vit_token_layer_tiles_channels_and_brush(vit, composite):
         want = to_numpy(colour_sum(exp.conditional_heatmap(layer, channels=[2, 5])))
         np.testing.assert_allclose(_selection(ex), want, rtol=1e-10, atol=1e-12)
         assert np.abs(want).max() > 0
+        ex.export(tmp_path / "channels")        # whole dimensions, class token included
+        exported = np.load(tmp_path / "channels" / "explorer.npz")["selection_mask"]
+        assert exported.shape == (17, 16) and np.flatnonzero(exported.all(0)).tolist() == [2, 5]
+        assert exported.sum() == 2 * 17
 
         # a brush over the top-left quarter of the input: patches (0..1, 0..1) = tokens
         # 1, 2, 5, 6 (class token excluded), on the selected dimensions only
@@ -107,6 +111,9 @@ def test_vit_token_layer_tiles_channels_and_brush(vit, composite):
         want = to_numpy(colour_sum(exp.conditional_heatmap(layer, mask=mask)))
         np.testing.assert_allclose(_selection(ex), want, rtol=1e-10, atol=1e-12)
         assert ex.state["neurons"] == 8
+        ex.export(tmp_path / "brush")           # the mask in the layer's own (tokens, dim)
+        assert np.array_equal(np.load(tmp_path / "brush" / "explorer.npz")["selection_mask"],
+                              mask)
 
         # a brush with no channels selected: every dimension of the brushed tokens
         ex.select_layer("conv_proj")                    # a layer switch clears the choice

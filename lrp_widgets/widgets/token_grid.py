@@ -35,6 +35,8 @@ from typing import Any, Optional, Sequence
 import numpy as np
 import torch
 
+from lrp_widgets.arrays import to_numpy
+
 __all__ = ["token_grid", "tokens_to_grid", "grid_mask_to_tokens", "GridExplanation"]
 
 #: Leading non-patch tokens tried, fewest first (ViT: 1 class token; DeiT: 2).
@@ -155,6 +157,15 @@ class GridExplanation:
 
     def deconvolutions(self, layer: str, selections: Any, **kwargs: Any) -> torch.Tensor:
         return self.base.deconvolutions(layer, self._masks(layer, selections), **kwargs)
+
+    def selection_mask(self, layer: str, selection: dict) -> np.ndarray:
+        """The engine selection ``{"channels", "mask"}`` (grid view) as one bool mask in the
+        layer's own shape: whole channels (class token included) or the masked neurons."""
+        if selection.get("mask") is not None:
+            return np.asarray(to_numpy(self._mask(layer, selection["mask"])), dtype=bool)
+        mask = np.zeros(self.base.layer_shape(layer), dtype=bool)
+        np.moveaxis(mask, self.base.channel_axis(layer), 0)[list(selection["channels"])] = True
+        return mask
 
     # -- grid view <-> layer ----------------------------------------------------------------
     def _view(self, layer: str, a: torch.Tensor) -> torch.Tensor:
