@@ -178,3 +178,88 @@ def test_convnext_end_to_end():
             assert ex.lanes.error is None
     finally:
         ex.close()
+
+
+# -- sequence models: (T, F) inputs as time × feature images -------------------------------
+
+@pytest.fixture(scope="module")
+def sequences():
+    g = torch.Generator().manual_seed(3)
+    return torch.randn(2, 12, 3, generator=g, dtype=torch.float64)
+
+
+def _direct(model, x, layer, **selection):
+    """The unwrapped model's own explanation of x (T, F), colour axis summed as the
+    Explorer's views are ((T, F) → its one grey channel: the same map)."""
+    from lrp_widgets.engine import Explainer
+    return to_numpy(Explainer(model, "epsilon").explain(x).conditional_heatmap(layer,
+                                                                                **selection))
+
+
+def test_lstm_units_over_time_and_time_brush(sequences):
+    from lrp_widgets import models
+    lstm = models.lstm_classifier(3, 8, 4, seed=1).eval().double()
+    before = {k: v.clone() for k, v in lstm.state_dict().items()}
+    ex = Explorer(lstm, sequences, composite="epsilon", sync=True, curve=False, graph=False)
+    try:
+        assert ex.state["layer"] == "model.lstm" and ex.input_hw == (12, 3)
+        exp = ex.explanation                                   # input (1, T, F)
+        assert exp.layer_shape("model.lstm") == (12, 8) and exp.channel_axis("model.lstm") == 1
+        assert ex.compute.layer_shape(ex.view_state.view()) == (8, 12, 1)   # units × time
+        ex.select_channels([1, 3])
+        want = _direct(lstm, sequences[0], "lstm", channels=[1, 3])
+        np.testing.assert_allclose(_selection(ex), want, rtol=1e-10, atol=1e-12)
+        assert np.abs(want).max() > 0
+        # the top quarter of the input canvas: time steps 0, 1, 2 of units 1 and 3
+        h, w = ex.input_view.canvas.size
+        ex.brush_region(0, 0, w - 1, h // 4 - 1)
+        assert ex.state["region"] == [[0, 0], [1, 0], [2, 0]]
+        mask = np.zeros((12, 8), bool)
+        mask[np.ix_([0, 1, 2], [1, 3])] = True
+        want = _direct(lstm, sequences[0], "lstm", mask=mask)
+        np.testing.assert_allclose(_selection(ex), want, rtol=1e-10, atol=1e-12)
+        assert ex.lanes.error is None and ex.lanes.shown.deconv is None   # no deconvnet
+    finally:
+        ex.close()
+    assert all(torch.equal(before[k], v) for k, v in lstm.state_dict().items())
+
+
+def test_esn_reservoir_units_as_tiles(sequences):
+    from lrp_widgets import models
+    from lrp_widgets.engine import InputError
+    esn = models.EchoStateNetwork(3, 20, 4).double().eval()
+    with torch.no_grad():                       # an untrained readout is zero: no relevance
+        esn.readout.weight.copy_(torch.randn(4, 20, generator=torch.Generator().manual_seed(0),
+                                             dtype=torch.float64))
+    ex = Explorer(esn, list(sequences), composite="epsilon", sync=True, curve=False,
+                  graph=False)
+    try:
+        assert ex.state["layer"] == "model.reservoir"
+        assert ex.compute.layer_shape(ex.view_state.view()) == (20,)
+        ex.select_channels([4, 17])
+        want = _direct(esn, sequences[0], "reservoir", channels=[4, 17])
+        np.testing.assert_allclose(_selection(ex), want, rtol=1e-10, atol=1e-12)
+        assert np.abs(want).max() > 0 and ex.lanes.error is None
+        with pytest.raises(InputError, match="no spatial axes"):   # the final state only
+            ex.brush_region(0, 0, 50, 50)
+    finally:
+        ex.close()
+
+
+def test_sequence_inputs_forms_and_errors(sequences):
+    from lrp_widgets import data, models
+    from lrp_widgets.engine import InputError
+    from lrp_widgets.widgets.sequences import SequenceAsImage, sequence_inputs
+    lstm = models.lstm_classifier(3, 8, 4)
+    for given in (sequences, list(sequences), sequences.numpy()):
+        wrapped, items = sequence_inputs(lstm, given)
+        assert isinstance(wrapped, SequenceAsImage) and len(items) == 2
+        assert torch.equal(torch.as_tensor(items[1]), sequences[1][None])
+    assert len(sequence_inputs(lstm, sequences[0])[1]) == 1
+    with pytest.raises(InputError, match=r"\(T, F\) inputs, got shape \(1, 12, 3\)"):
+        sequence_inputs(lstm, [sequences[0][None]])
+    assert sequence_inputs(wrapped, "as given") == (wrapped, "as given")
+    ds = data.pulse_series(n=3, seed=0, features=3)                # a SequenceDataset
+    wrapped, items = sequence_inputs(lstm, ds)
+    assert [tuple(x.shape) for x in items] == [(1, 40, 3)] * 3
+    assert torch.equal(items[2][0], ds.inputs[2])

@@ -110,8 +110,9 @@ class GridExplanation:
     ((17, 16), (16, 4, 4))
     """
 
-    def __init__(self, base: Any) -> None:
+    def __init__(self, base: Any, sequence: bool = False) -> None:
         self.base = base
+        self.sequence = sequence          # input (1, T, F): a (T, H) layer is H units × T steps
         self._grids: dict[str, Optional[tuple[int, int, int, int]]] = {}
 
     def __getattr__(self, name: str) -> Any:
@@ -124,8 +125,9 @@ class GridExplanation:
             shape = tuple(self.base.layer_shape(layer))
             axis = self.base.channel_axis(layer) % max(len(shape), 1)
             hw = tuple(self.base.input.shape[-2:])
-            self._grids[layer] = ((shape[0], *token_grid(shape[0], hw))
-                                  if len(shape) == 2 and axis == 1 else
+            grid = (0, shape[0], 1) if self.sequence and shape[0] == hw[0] else \
+                token_grid(shape[0], hw)
+            self._grids[layer] = ((shape[0], *grid) if len(shape) == 2 and axis == 1 else
                                   (0, 0, *shape[:2]) if len(shape) == 3 and axis == 2 else None)
         return self._grids[layer]
 
