@@ -13,17 +13,6 @@ from lrp_widgets.arrays import colour_sum, to_numpy
 from lrp_widgets.widgets.token_grid import (GridExplanation, grid_mask_to_tokens,
                                             token_grid, tokens_to_grid)
 
-CANVAS = 256          # the Explorer's default input canvas (pixels)
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 # -- geometry (numpy) ----------------------------------------------------------------------
 
 def test_token_grid_geometry():
@@ -104,7 +93,8 @@ def test_vit_token_layer_tiles_channels_and_brush(vit, composite, tmp_path):
 
         # a brush over the top-left quarter of the input: patches (0..1, 0..1) = tokens
         # 1, 2, 5, 6 (class token excluded), on the selected dimensions only
-        ex.brush_region(0, 0, CANVAS // 2 - 1, CANVAS // 2 - 1)
+        h, w = ex.input_view.canvas.size                # canvas pixels
+        ex.brush_region(0, 0, w // 2 - 1, h // 2 - 1)
         assert ex.state["region"] == [[0, 0], [0, 1], [1, 0], [1, 1]]
         mask = np.zeros((17, 16), bool)
         mask[np.ix_([1, 2, 5, 6], [2, 5])] = True
@@ -118,7 +108,7 @@ def test_vit_token_layer_tiles_channels_and_brush(vit, composite, tmp_path):
         # a brush with no channels selected: every dimension of the brushed tokens
         ex.select_layer("conv_proj")                    # a layer switch clears the choice
         ex.select_layer(layer)
-        ex.brush_region(CANVAS // 2, CANVAS // 2, CANVAS, CANVAS)
+        ex.brush_region(w // 2, h // 2, w, h)
         mask = np.zeros((17, 16), bool)
         mask[[11, 12, 15, 16]] = True
         want = to_numpy(colour_sum(exp.conditional_heatmap(layer, mask=mask)))
@@ -166,7 +156,8 @@ def test_convnext_end_to_end():
             want = to_numpy(colour_sum(exp.conditional_heatmap(layer, channels=[1, 7])))
             np.testing.assert_allclose(_selection(ex), want, rtol=1e-4, atol=1e-6 * abs(
                 want).max())
-            ex.brush_region(0, 0, CANVAS // 4 - 1, CANVAS // 4 - 1)   # layer cell (0, 0)
+            h, w = ex.input_view.canvas.size
+            ex.brush_region(0, 0, w // 4 - 1, h // 4 - 1)     # layer cell (0, 0)
             mask = np.zeros(exp.layer_shape(layer), bool)
             if exp.channel_axis(layer) == 0:
                 mask[[1, 7], 0, 0] = True
