@@ -51,7 +51,9 @@ from lrp_widgets.engine import Explainer, Explanation
 
 from .choice import Choice
 from .scheduler import Superseded
+from .sequences import SequenceAsImage
 from .state import View
+from .token_grid import GridExplanation
 
 __all__ = ["Compute", "Frame", "fit_choice", "DEFAULT_MAX_BYTES"]
 
@@ -165,7 +167,9 @@ class Compute:
             if exp is not None:
                 return exp
             explainer = self.explainer(view.composite, view.bounds, view.bounds_version)
-            exp = explainer.explain(self.images[view.image], target=view.target)
+            # token layers read as (dim, gh, gw): the grid, brush and caches need no change
+            exp = GridExplanation(explainer.explain(self.images[view.image], target=view.target),
+                                  sequence=isinstance(self.model, SequenceAsImage))
             self._full[view.ctx] = colour_sum(exp.heatmap())     # the backward pass, once
             self._exps[view.ctx] = exp
             while len(self._exps) > self.keep:
@@ -249,8 +253,11 @@ class Compute:
             total += positions[row]
         return total
 
-    def deconvolution(self, view: View, choice: Choice) -> np.ndarray:
-        """The Zeiler-Fergus reconstruction of the selection, shaped like the input."""
+    def deconvolution(self, view: View, choice: Choice) -> Optional[np.ndarray]:
+        """The Zeiler-Fergus reconstruction of the selection, shaped like the input; None for
+        a sequence model (the deconvnet is not defined through a recurrent layer)."""
+        if isinstance(self.model, SequenceAsImage):
+            return None
         with self.lock:
             exp = self.explanation(view)
             sel = choice.engine_selection(self.layer_shape(view))

@@ -144,7 +144,11 @@ def describe_bounds(bounds: Any) -> tuple[float, float]:
 
 
 def default_layer(model: torch.nn.Module, layers: Sequence[str]) -> str:
-    """The last convolution (a good first layer for concepts), else the last layer."""
+    """The last convolution (a good first layer for concepts); in a sequence model the
+    layer before the readout (the LSTM, the reservoir); else the last layer."""
+    from .sequences import SequenceAsImage
+    if isinstance(model, SequenceAsImage) and len(layers) > 1:
+        return layers[-2]
     modules = dict(model.named_modules())
     convs = [n for n in layers if isinstance(modules.get(n), torch.nn.modules.conv._ConvNd)]
     return convs[-1] if convs else layers[-1]

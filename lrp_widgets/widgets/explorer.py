@@ -42,6 +42,7 @@ from .lanes import Lanes, describe
 from .progress import ProgressRow
 from .state import SCALES, UNITS, ExplorerState, View
 from .theme import theme_style
+from .sequences import sequence_inputs
 from .snapshot import export_snapshot
 from .views import AnalysisView, GridView, HeatmapPanel, InputView, SelectionTools, Toolbar
 from .views.layout import Echo, main_row, owned_widgets, scale_toggle
@@ -74,7 +75,9 @@ class Explorer(W.VBox):
     model : torch.nn.Module, optional
         Default: the embedded model (``lrp_widgets.models.load("embedded")``).
     images : Dataset, tensor ``(N,C,H,W)`` / ``(C,H,W)``, or list of tensors, optional
-        Model inputs (normalised as the model expects). Default: sample images.
+        Model inputs (normalised as the model expects). Default: sample images. For a
+        recurrent model, ``(T, F)`` sequences (``widgets.sequences``). Token layers of
+        transformers are shown over the patch grid (``widgets.token_grid``).
     composite : str
         One of ``lrp_widgets.engine.COMPOSITE_NAMES``.
     layer : str, optional
@@ -118,7 +121,7 @@ class Explorer(W.VBox):
         if composite not in COMPOSITE_NAMES:
             raise InputError(f"composite: unknown composite {composite!r}; choose one of "
                              f"{', '.join(COMPOSITE_NAMES)}")
-        self._model, images = default_inputs(model, images)
+        self._model, images = sequence_inputs(*default_inputs(model, images))
         self._meta = getattr(self._model, "meta", None)
         self.atlas = atlas
         self.images = ImageStore(self._meta)
@@ -241,7 +244,7 @@ class Explorer(W.VBox):
     def explanation(self) -> Optional[Explanation]:
         """The :class:`~lrp_widgets.engine.Explanation` on display."""
         shown = self.lanes.shown
-        return None if shown is None else self.compute.explanation(shown.view)
+        return None if shown is None else self.compute.explanation(shown.view).base
 
     @property
     def state(self) -> dict[str, Any]:

@@ -329,16 +329,16 @@ class Lanes:
         shown = self.shown
         if shown is None or shown.view != view or self.update.has_pending():
             return
-        ex = self.ex
-        t = time.perf_counter()
+        ex, t = self.ex, time.perf_counter()
         deconv = ex.compute.deconvolution(view, shown.frame.choice)
         shown.timings["deconvolution"] = time.perf_counter() - t
         if self.update.has_pending() or self.shown is not shown:
             return
-        shown.deconv = deconv
-        shown.images["deconvolution"] = image_to_rgba(normalize_image(deconv))
-        with drawing():
-            ex.panels["deconvolution"].show(shown.images["deconvolution"])
+        if deconv is not None:                  # None: no deconvnet (a recurrent model)
+            shown.deconv = deconv
+            shown.images["deconvolution"] = image_to_rgba(normalize_image(deconv))
+            with drawing():
+                ex.panels["deconvolution"].show(shown.images["deconvolution"])
         if ex.graph_enabled:
             self._show_graph(shown)
 

@@ -39,7 +39,8 @@ def export_snapshot(shown: Any, exp: Any, x: Any, summary: dict, full: bool
         "input": x, "heatmap": exp.heatmap(), "heatmap_map": frame.full,
         "selection_heatmap": frame.selection,
         "channel_relevance": exp.channel_relevance(layer),
-        "selection_mask": frame.choice.full_mask(frame.shape)}
+        # in the layer's own shape ((tokens, dim) at a ViT token layer), as the engine takes it
+        "selection_mask": exp.selection_mask(layer, frame.choice.engine_selection(frame.shape))}
     if shown.deconv is not None:
         arrays["deconvolution"] = shown.deconv
     return export_files(png_views(shown.images, full), arrays, summary)

@@ -10,6 +10,9 @@ Examples
 ...                     on_image=lambda name, x: None, input_hw=(8, 8))
 >>> [view.tabs.get_title(i) for i in range(5)]
 ['curve', 'bars', 'graph', 'upload', 'export']
+>>> view.tabs.selected_index = 1            # only the shown page is in the body
+>>> view.tabs.body.children == (view.bars,)
+True
 """
 from __future__ import annotations
 
@@ -22,6 +25,7 @@ from ..bars_view import BarsView
 from ..export import ExportPanel
 from ..graph_view import GraphView
 from ..plots import CurvePlot
+from ..tabs import TabSwitch
 from ..upload import UploadPanel
 
 __all__ = ["AnalysisView"]
@@ -44,11 +48,12 @@ class AnalysisView(W.VBox):
         self.graph = GraphView(on_node, on_navigate, width=f"{width}px")
         self.upload = UploadPanel(input_hw, on_image, channels=channels, **upload)
         self.export = ExportPanel(make_files)
-        self.tabs = W.Tab(children=[
+        # not ipywidgets.Tab: JupyterLab leaves a bqplot figure drawn in a hidden Tab page
+        # with an empty plot area until the notebook scrolls; TabSwitch shows one page only
+        self.tabs = TabSwitch([
             W.VBox([self.curve_plot.figure, self.curve_plot.progress]), self.bars, self.graph,
-            self.upload, self.export])
-        for i, title in enumerate(("curve", "bars", "graph", "upload", "export")):
-            self.tabs.set_title(i, title)
+            self.upload, self.export], titles=("curve", "bars", "graph", "upload", "export"),
+            button_width="76px")
         super().__init__([self.tabs], layout=W.Layout(width=f"{width + 24}px",
                                                       flex="0 1 auto", margin="0 0 6px 0"))
 
