@@ -285,3 +285,25 @@ def test_clear_errors(cnn_exp, call, words):
     with pytest.raises(InputError, match=words) as info:
         call(cnn_exp)
     assert isinstance(info.value, ValueError)
+
+
+def test_curves_and_unit_maps_select_embedding_dimensions_at_token_layers():
+    """At a transformer's token layer ``(tokens, dim)`` a channel is an embedding
+    dimension (the last axis): the curve has one unit per dimension, its last point
+    (all dimensions) is the full heatmap, and a unit map is that dimension's
+    conditional heatmap."""
+    from torchvision.models import VisionTransformer
+    from lrp_widgets import Explainer
+    from lrp_widgets.analysis.selection import unit_maps
+    torch.manual_seed(0)
+    vit = VisionTransformer(image_size=16, patch_size=8, num_layers=1, num_heads=2,
+                            hidden_dim=8, mlp_dim=16, num_classes=3).double().eval()
+    exp = Explainer(vit, "cp_lrp").explain(torch.rand(3, 16, 16, dtype=torch.float64))
+    layer = "encoder.layers.encoder_layer_0"
+    assert exp.layer_shape(layer) == (5, 8) and exp.channel_axis(layer) == 1
+    curve = selection_curve(exp, layer, ks=[1, 4, 8])
+    assert curve.k == [1, 4, 8] and sorted(curve.channels) == list(range(8))
+    assert curve.mse[-1] < 1e-20
+    maps = unit_maps(exp, layer, [3])
+    direct = exp.conditional_heatmap(layer, channels=[3]).sum(0).numpy()
+    np.testing.assert_allclose(maps[0], direct, rtol=1e-10, atol=1e-14)

@@ -45,7 +45,7 @@ from ..engine import Composite, Explainer, InputError
 from .atlas_shards import SampleSource, Summary, run_shard
 from .atlas_store import AtlasStore, check_store_path, fingerprint
 from .receptive_fields import ReceptiveField, receptive_field
-from .selection import Progress, _progress_callback
+from .unit_maps import Progress, _progress_callback
 
 __all__ = ["concept_atlas", "Atlas", "Crop", "BY"]
 
@@ -180,7 +180,7 @@ class Atlas:
         x, y = self._source.get(i)  # type: ignore[union-attr]
         exp = self._explainer.explain(x, target=y)  # type: ignore[union-attr]
         peak_map = exp.relevance(self.layer) if by == "relevance" else exp.activation(self.layer)
-        channel_map = peak_map[c]
+        channel_map = peak_map.movedim(exp.channel_axis(self.layer), 0)[c]
         position: tuple[int, ...] = ()
         if channel_map.dim() > 0:
             flat = int(channel_map.reshape(-1).argmax())    # first maximum, row-major

@@ -143,6 +143,7 @@ def score_range(explainer: Explainer, source: SampleSource, layer: str, start: i
             raise InputError(f"dataset[{i}]: {err}") from None
         a = exp.activation(layer)
         rel.append(exp.channel_relevance(layer).double().cpu().numpy())
+        a = a.movedim(exp.channel_axis(layer), 0) if a.dim() > 1 else a
         act.append((a.reshape(a.shape[0], -1).amax(1) if a.dim() > 1 else a)
                    .double().cpu().numpy())
         labels.append(y)

@@ -185,6 +185,8 @@ def _level_weights(exp: Explanation, upper_layer: str, upper: list[int],
     """``(len(upper), lower channels)`` float64: relevance at each lower channel caused
     by each upper channel alone. One batched conditional backward pass."""
     rel = exp.conditional_relevance(upper_layer, [[c] for c in upper], at=lower_layer)
+    # channels on axis 1 (after the selections' axis): token layers keep them last
+    rel = rel.movedim(1 + exp.channel_axis(lower_layer), 1)
     # float64 before summing positions, so that float32 models lose nothing here
     return rel.reshape(rel.shape[0], rel.shape[1], -1).double().sum(dim=-1).cpu()
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import difflib
 import time
-from typing import Any, Callable, Iterable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
@@ -24,7 +24,8 @@ from .layout import feature_axes
 from .relevance_support import mark_positive_relevance
 from .rules import ZBox
 from .steps import InputStep, StepPropagator
-from .validation import check_bounds, check_channels, check_target
+from .selections import SelectionMasks
+from .validation import check_bounds, check_input, check_target
 
 Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
 
@@ -130,7 +131,7 @@ class Explainer:
             Relevance put on the output: the target's logit (CRP's convention) or 1.
         """
         device, dtype = self._device_dtype()
-        xb = _check_input(x, device, dtype, self.plan.input_layout())
+        xb = check_input(x, device, dtype, self.plan.input_layout())
         if init not in ("logit", "one_hot"):
             raise InputError(f"init must be 'logit' or 'one_hot', not {init!r}")
         self._check_bounds_fit(xb)
@@ -309,7 +310,7 @@ class Explanation:
         """
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+        masks = SelectionMasks(selections, shape, self._acts[idx].device, layer,
                                  self._feature_axes[idx])
         r_layer = self._full_relevance(idx)
         x_shape = tuple(self.input.shape[1:])
@@ -335,7 +336,7 @@ class Explanation:
             raise InputError(f"layer {at!r} is not below {layer!r}: relevance flows from "
                              "the output towards the input")
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+        masks = SelectionMasks(selections, shape, self._acts[idx].device, layer,
                                  self._feature_axes[idx])
         r_layer = self._full_relevance(idx)
         out = r_layer.new_zeros((len(masks),) + tuple(self._acts[low].shape[1:]))
@@ -363,7 +364,7 @@ class Explanation:
         """Deconvnet reconstructions of many selections at once: ``(N, *x.shape)``."""
         idx = self.layer_index(layer)
         shape = tuple(self._acts[idx].shape[1:])
-        masks = _SelectionMasks(selections, shape, self._acts[idx].device, layer,
+        masks = SelectionMasks(selections, shape, self._acts[idx].device, layer,
                                  self._feature_axes[idx])
         act = self._acts[idx]
         out = act.new_zeros((len(masks),) + tuple(self.input.shape[1:]))
@@ -458,142 +459,6 @@ class Explanation:
         if r_low is None:
             r_low = r.new_zeros((r.shape[0],) + tuple(self._acts[stop_at].shape[1:]))
         return r_low
-
-
-# -- input checks ----------------------------------------------------------------------
-
-def _check_input(x: Any, device: torch.device, dtype: torch.dtype,
-                 expected: Optional[tuple[int, str]]) -> torch.Tensor:
-    """Validate one input; return it with a batch axis of 1 on the model's device and dtype.
-
-    ``expected`` is (batched number of axes, description) when the first layer
-    tells (Conv2d: 4, Conv1d: 3, Linear: 2), else None.
-    """
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"x must be a torch.Tensor or numpy array, not {type(x).__name__}")
-    if x.dtype == torch.bool or x.is_complex():
-        raise InputError(f"x must hold real numbers, not {x.dtype}")
-    if x.dim() == 0:
-        raise InputError("x must have at least one axis, got a scalar")
-    if expected is not None:
-        ndim, what = expected
-        if x.dim() not in (ndim - 1, ndim):
-            raise InputError(f"x has shape {tuple(x.shape)}, but the model's first layer {what}")
-        batched = x.dim() == ndim
-    else:
-        batched = x.dim() in (2, 4) and x.shape[0] == 1
-    if batched and x.shape[0] != 1:
-        raise InputError(f"x has shape {tuple(x.shape)}: explain one input at a time "
-                         "(a batch axis of size 1, or none)")
-    xb = (x if batched else x.unsqueeze(0)).detach().to(device=device, dtype=dtype)
-    if not torch.isfinite(xb).all():
-        bad = "NaN" if torch.isnan(xb).any() else "inf"
-        raise InputError(f"x contains {bad} values")
-    return xb
-
-
-class _SelectionMasks:
-    """Turns user selections into boolean masks over one layer, block by block.
-
-    Selections are validated up front but expanded only per block, and a block of
-    channel-only selections stays ``(n, C, 1, ...)``: 64 masks over a large early
-    layer would otherwise cost more memory than the backward pass itself.
-    """
-
-    def __init__(self, selections: Any, shape: tuple[int, ...], device: torch.device,
-                 layer: str, axis: int = 0) -> None:
-        self.shape, self.device, self.layer = shape, device, layer
-        self.axis = axis                   # where the channels are: 0, or the last axis
-        self.channel_shape = tuple(n if d == axis else 1 for d, n in enumerate(shape))
-        if isinstance(selections, np.ndarray):
-            selections = torch.from_numpy(selections)
-        if isinstance(selections, torch.Tensor):
-            if tuple(selections.shape[1:]) != shape:
-                raise InputError(f"selection masks for layer '{layer}' must have shape "
-                                 f"(N, {', '.join(map(str, shape))}), "
-                                 f"got {tuple(selections.shape)}")
-            self.stack: Optional[torch.Tensor] = _as_bool(selections, layer).to(device)
-            self.items: list[tuple[Optional[torch.Tensor], Optional[torch.Tensor]]] = []
-        else:
-            if isinstance(selections, dict) or not isinstance(selections, Iterable):
-                raise InputError("selections must be a list of selections or a boolean tensor "
-                                 "(N, *layer_shape)")
-            self.stack = None
-            self.items = [self._one(s) for s in selections]
-
-    def __len__(self) -> int:
-        return len(self.stack) if self.stack is not None else len(self.items)
-
-    def _one(self, sel: Any) -> tuple[Optional[torch.Tensor], Optional[torch.Tensor]]:
-        channels, mask = None, None
-        if isinstance(sel, dict):
-            unknown = set(sel) - {"channels", "mask"}
-            if unknown:
-                raise InputError(f"unknown selection keys {sorted(unknown)}; "
-                                 "use 'channels', 'mask'")
-            channels, mask = sel.get("channels"), sel.get("mask")
-        elif isinstance(sel, (torch.Tensor, np.ndarray)) and (
-                sel.dtype in (torch.bool, np.bool_) or tuple(sel.shape) == self.shape):
-            mask = sel
-        else:
-            channels = sel
-        return (_channel_vector(channels, self.shape[self.axis], self.device, self.layer),
-                _neuron_mask(mask, self.shape, self.device, self.layer))
-
-    def block(self, start: int, stop: int) -> torch.Tensor:
-        """Masks of selections ``start:stop``, broadcastable to ``(n, *shape)``."""
-        if self.stack is not None:
-            return self.stack[start:stop]
-        items = self.items[start:stop]
-        if all(m is None for _, m in items):
-            chans = [c if c is not None else torch.ones(self.shape[self.axis], dtype=torch.bool,
-                                                         device=self.device) for c, _ in items]
-            return torch.stack(chans).view((len(items),) + self.channel_shape)
-        out = torch.ones((len(items),) + self.shape, dtype=torch.bool, device=self.device)
-        for k, (chan, mask) in enumerate(items):
-            if chan is not None:
-                out[k] &= chan.view(self.channel_shape)
-            if mask is not None:
-                out[k] &= mask
-        return out
-
-
-def _as_bool(t: torch.Tensor, layer: str) -> torch.Tensor:
-    if t.dtype == torch.bool:
-        return t
-    if t.is_floating_point() and not torch.isfinite(t).all():
-        raise InputError(f"the mask for layer '{layer}' contains NaN or inf")
-    if not ((t == 0) | (t == 1)).all():
-        raise InputError(f"the mask for layer '{layer}' must be boolean (or 0/1), "
-                         f"got values other than 0 and 1 of dtype {t.dtype}")
-    return t.bool()
-
-
-def _channel_vector(channels: Any, n: int, device: torch.device,
-                    layer: str) -> Optional[torch.Tensor]:
-    """Boolean ``(n,)`` vector of the selected channels, or None for all."""
-    if channels is None:
-        return None
-    keep = torch.zeros(n, dtype=torch.bool, device=device)
-    keep[check_channels(channels, n, layer=layer)] = True
-    return keep
-
-
-def _neuron_mask(mask: Any, shape: tuple[int, ...], device: torch.device,
-                 layer: str) -> Optional[torch.Tensor]:
-    """A validated boolean mask over the layer's output, or None."""
-    if mask is None:
-        return None
-    if isinstance(mask, np.ndarray):
-        mask = torch.from_numpy(mask)
-    if not isinstance(mask, torch.Tensor):
-        raise InputError(f"mask must be a boolean tensor, not {type(mask).__name__}")
-    if tuple(mask.shape) != shape:
-        raise InputError(f"mask for layer '{layer}' must have shape {shape} (the layer's "
-                         f"output without batch axis), got {tuple(mask.shape)}")
-    return _as_bool(mask, layer).to(device)
 
 
 def _evaluate(node: Any, env: dict, plan: Optional[Plan] = None,

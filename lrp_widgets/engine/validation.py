@@ -32,7 +32,7 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["check_target", "check_channels", "check_bounds"]
+__all__ = ["check_target", "check_channels", "check_bounds", "check_input"]
 
 
 def _show(value: Any) -> str:
@@ -277,3 +277,35 @@ def fit_bound(t: torch.Tensor, sample: tuple[int, ...], which: str = "low",
                          f"not broadcast to the input's shape {sample} (give a number, one "
                          f"value per channel, or a tensor of that shape)")
     return t
+
+
+def check_input(x: Any, device: torch.device, dtype: torch.dtype,
+                 expected: Optional[tuple[int, str]]) -> torch.Tensor:
+    """Validate one input; return it with a batch axis of 1 on the model's device and dtype.
+
+    ``expected`` is (batched number of axes, description) when the first layer
+    tells (Conv2d: 4, Conv1d: 3, Linear: 2), else None.
+    """
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"x must be a torch.Tensor or numpy array, not {type(x).__name__}")
+    if x.dtype == torch.bool or x.is_complex():
+        raise InputError(f"x must hold real numbers, not {x.dtype}")
+    if x.dim() == 0:
+        raise InputError("x must have at least one axis, got a scalar")
+    if expected is not None:
+        ndim, what = expected
+        if x.dim() not in (ndim - 1, ndim):
+            raise InputError(f"x has shape {tuple(x.shape)}, but the model's first layer {what}")
+        batched = x.dim() == ndim
+    else:
+        batched = x.dim() in (2, 4) and x.shape[0] == 1
+    if batched and x.shape[0] != 1:
+        raise InputError(f"x has shape {tuple(x.shape)}: explain one input at a time "
+                         "(a batch axis of size 1, or none)")
+    xb = (x if batched else x.unsqueeze(0)).detach().to(device=device, dtype=dtype)
+    if not torch.isfinite(xb).all():
+        bad = "NaN" if torch.isnan(xb).any() else "inf"
+        raise InputError(f"x contains {bad} values")
+    return xb
