@@ -44,14 +44,14 @@ class Toolbar(W.VBox):
     """Image, class, composite, layer, colour map, input bounds, status."""
 
     def __init__(self, composites: Sequence[str], colormaps: Sequence[str]) -> None:
-        label = {"description_width": "62px"}
-        self.image_select = W.Dropdown(description="image", layout=_box("230px"), style=label)
-        self.target_select = W.Dropdown(description="class", layout=_box("250px"), style=label)
+        label = {"description_width": "74px"}
+        self.image_select = W.Dropdown(description="image", layout=_box("242px"), style=label)
+        self.target_select = W.Dropdown(description="class", layout=_box("262px"), style=label)
         self.composite_select = W.Dropdown(options=list(composites), description="composite",
-                                           layout=_box("270px"), style=label)
-        self.layer_select = W.Dropdown(description="layer", layout=_box("230px"), style=label)
+                                           layout=_box("282px"), style=label)
+        self.layer_select = W.Dropdown(description="layer", layout=_box("242px"), style=label)
         self.cmap_select = W.Dropdown(options=list(colormaps), value="bwr",
-                                      description="colours", layout=_box("200px"), style=label)
+                                      description="colours", layout=_box("212px"), style=label)
         short = {"description_width": "52px"}
         self.bounds_low = W.Text(description="bounds", layout=_box("120px"), style=short,
                                  tooltip="input bounds for epsilon_gamma_box: low")
@@ -94,9 +94,9 @@ class SelectionTools(W.VBox):
             value=False, description="add (shift)", layout=W.Layout(width="100px"),
             tooltip="gestures add to the selection (Shift on a canvas does this for the next "
                     "gesture: ipycanvas mouse events carry no modifier keys)")
-        self.unit_select = _toggles(["channel", "neuron"], "unit", "62px", tooltips=[
+        self.unit_select = _toggles(["channel", "neuron"], "unit", "74px", tooltips=[
             "top-k, the curve and the optimiser rank channels", "... rank single neurons"])
-        self.tiles_select = _toggles(["relevance", "activation"], "tiles", "74px", tooltips=[
+        self.tiles_select = _toggles(["relevance", "activation"], "tiles", "90px", tooltips=[
             "tiles show each channel's relevance", "tiles show each channel's activation"])
         row = W.Layout(flex_flow="row wrap", align_items="center")
         super().__init__([

@@ -25,7 +25,7 @@ KEY_ROW_WIDTH = 256 + 12 + 290 + 12 + 192 + 12 + 180
 def scale_toggle() -> W.ToggleButtons:
     """Colour scale of the selection's heatmap."""
     return W.ToggleButtons(options=["own", "shared"], tooltip="colour scale",
-                           style={"button_width": "60px"}, tooltips=[
+                           style={"button_width": "72px"}, tooltips=[
         "the selection's heatmap at its own peak: small contributions stay visible",
         "the full heatmap's colour scale: compare magnitudes with the full heatmap"])
 
