@@ -50,6 +50,7 @@ def test_post_build_install_step_runs_offline(tmp_path):
                          cwd=ROOT, capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-2000:]
     assert (target / "lrp_widgets" / "models" / "embedded_shapes.pt").exists()
+    assert (target / "lrp_widgets" / "models" / "embedded_shapes_atlas.zip").exists()
 
 
 def test_fetch_weights_uses_the_real_loader_offline(tmp_path):

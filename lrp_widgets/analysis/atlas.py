@@ -43,7 +43,7 @@ from torch import nn
 
 from ..engine import Composite, Explainer, InputError
 from .atlas_shards import SampleSource, Summary, run_shard
-from .atlas_store import AtlasStore, check_store_path, fingerprint
+from .atlas_store import AtlasStore, check_fingerprint, check_store_path, fingerprint
 from .receptive_fields import ReceptiveField, receptive_field
 from .unit_maps import Progress, _progress_callback
 
@@ -99,11 +99,16 @@ class Atlas:
         ``(classes,)`` samples per true class.
     store : str or None
         The zarr store's path.
+    fingerprint : dict or None
+        What the atlas was made from (model hash, layer, composite, data set; see
+        :func:`.atlas_store.fingerprint`): views check it against their model.
     """
 
     def __init__(self, summary: Summary, layer: str, n_samples: int, classes: list[str],
                  store: Optional[str] = None, explainer: Optional[Explainer] = None,
-                 source: Optional[SampleSource] = None) -> None:
+                 source: Optional[SampleSource] = None,
+                 fingerprint: Optional[dict[str, Any]] = None) -> None:
+        self.fingerprint = fingerprint
         self._summary, self.layer, self.n_samples = summary, layer, n_samples
         self.n_ref = summary.n
         self.n_channels = summary.class_sum.shape[1]
@@ -196,17 +201,37 @@ class Atlas:
                     heat[cut].detach().clone())
 
     @classmethod
-    def load(cls, store: Any, n_ref: int = 8) -> "Atlas":
-        """Open a finished store without its model and data set: the top lists and the
-        class statistics, no crops."""
+    def load(cls, store: Any, n_ref: int = 8, *, model: Optional[nn.Module] = None,
+             dataset: Any = None, composite: Any = None, input_bounds: Any = None) -> "Atlas":
+        """Open a finished store: the top lists and the class statistics. With the
+        ``model`` and ``dataset`` it was made from (checked against the store's
+        fingerprint; ``composite`` defaults to the store's), crops too."""
         path = check_store_path(store)
-        st = AtlasStore.open(path, mode="r")
+        return cls.from_store(AtlasStore.open(path, mode="r"), n_ref, model=model,
+                              dataset=dataset, composite=composite, input_bounds=input_bounds)
+
+    @classmethod
+    def from_store(cls, st: AtlasStore, n_ref: int = 8, *, model: Optional[nn.Module] = None,
+                   dataset: Any = None, composite: Any = None, input_bounds: Any = None,
+                   explainer: Optional[Explainer] = None) -> "Atlas":
+        """:meth:`load` for an open :class:`~.atlas_store.AtlasStore` (e.g. one layer of
+        a bundle); ``explainer``: one for ``model`` and ``composite`` to share."""
         if not st.complete():
-            raise InputError(f"store {path!r} is unfinished: run concept_atlas with it to "
+            raise InputError(f"store {st.path!r} is unfinished: run concept_atlas with it to "
                              "finish it")
         summary = _summarise_done(st, st.done_batches(), _check_n_ref(n_ref), None)
         names = st.group.attrs.get("class_names") or [str(k) for k in range(st.classes)]
-        return cls(summary, st.fingerprint["layer"], st.n, list(names), path)
+        layer, explainer, source = st.fingerprint["layer"], None, None
+        if model is not None and dataset is not None:
+            composite = st.fingerprint["composite"] if composite is None else composite
+            source = dataset if isinstance(dataset, SampleSource) else SampleSource(dataset)
+            check_fingerprint(st.fingerprint, fingerprint(model, layer, composite,
+                                                          input_bounds, source),
+                              f"store {st.path!r}")
+            if explainer is None:
+                explainer = Explainer(model, composite, input_bounds=input_bounds)
+        return cls(summary, layer, st.n, list(names), st.path, explainer, source,
+                   dict(st.fingerprint))
 
 
 def _by(by: Any) -> str:
@@ -305,11 +330,10 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
     n_classes = int(exp0.output.shape[0])
     report, close = _progress_callback(progress, "atlas")
     path: Optional[str] = None
+    fp = fingerprint(model, layer, composite, input_bounds, source)
     if store is not None:
         path = check_store_path(store)
-        st = AtlasStore.open_or_create(path, fingerprint(model, layer, composite, input_bounds,
-                                                         source),
-                                       n, channels, n_classes, int(batch_size))
+        st = AtlasStore.open_or_create(path, fp, n, channels, n_classes, int(batch_size))
         batch_size = st.batch_size
         done = st.done_batches()
         if "class_names" not in st.group.attrs:
@@ -341,7 +365,7 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
         close()
     assert summary is not None
     return Atlas(summary, layer, n, _class_names(dataset, model, n_classes), path, explainer,
-                 source)
+                 source, fp)
 
 
 def _run_on_dask(client: Any, config: tuple, source: SampleSource,

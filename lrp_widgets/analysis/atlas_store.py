@@ -36,7 +36,7 @@ import torch
 
 from ..engine import InputError
 
-__all__ = ["AtlasStore", "fingerprint", "check_store_path"]
+__all__ = ["AtlasStore", "fingerprint", "check_store_path", "model_hash", "check_fingerprint"]
 
 VERSION = 1
 
@@ -45,16 +45,21 @@ def _tensor_bytes(t: torch.Tensor) -> bytes:
     return t.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes()
 
 
+def model_hash(model: torch.nn.Module) -> str:
+    """SHA-256 of a model's class name and state_dict (names, dtypes, shapes, values)."""
+    h = hashlib.sha256(type(model).__qualname__.encode())
+    for key, value in model.state_dict().items():
+        h.update(f"{key}|{value.dtype}|{tuple(value.shape)}".encode())
+        h.update(_tensor_bytes(value))
+    return h.hexdigest()
+
+
 def fingerprint(model: torch.nn.Module, layer: str, composite: Any, input_bounds: Any,
                 source: Any) -> dict[str, Any]:
     """What a store's results depend on: a hash of the model's state_dict (names, dtypes,
     shapes, values) and class, the layer, the composite (its name, or every rule of a
     custom one) with its input bounds, and the data set's length and a hash of up to
     five samples spread over it (inputs and labels)."""
-    h = hashlib.sha256(type(model).__qualname__.encode())
-    for key, value in model.state_dict().items():
-        h.update(f"{key}|{value.dtype}|{tuple(value.shape)}".encode())
-        h.update(_tensor_bytes(value))
     if isinstance(composite, str):
         comp = composite
     else:
@@ -66,9 +71,33 @@ def fingerprint(model: torch.nn.Module, layer: str, composite: Any, input_bounds
         x, y = source.get(i)
         d.update(f"{i}|{y}|{tuple(x.shape)}|{x.dtype}".encode())
         d.update(_tensor_bytes(torch.as_tensor(x)))
-    return {"model": h.hexdigest(), "layer": layer, "composite": comp,
+    return {"model": model_hash(model), "layer": layer, "composite": comp,
             "input_bounds": repr(input_bounds), "dataset_length": n,
             "dataset_samples": d.hexdigest()}
+
+
+def check_fingerprint(stored: dict[str, Any], current: dict[str, Any], what: str,
+                      keys: Optional[Any] = None) -> None:
+    """Raise an :class:`InputError` naming every entry of ``keys`` (default: all) in which
+    the fingerprint ``stored`` (of a store or an atlas, called ``what``) differs from
+    ``current``. The one check behind reopening a store and loading an atlas into a view.
+
+    Examples
+    --------
+    >>> check_fingerprint({"layer": "a"}, {"layer": "a"}, "store 'x'")
+    >>> check_fingerprint({"layer": "a"}, {"layer": "b"}, "store 'x'")
+    Traceback (most recent call last):
+    ...
+    lrp_widgets.engine.errors.InputError: store 'x' was made for another configuration: \
+layer ('a' in the store, 'b' now)
+    """
+    keys = sorted(set(stored) | set(current)) if keys is None else list(keys)
+    differ = [k for k in keys if stored.get(k) != current.get(k)]
+    if differ:
+        where = "store" if what.startswith("store") else "atlas"
+        text = ", ".join(f"{k} ({_short(stored.get(k))} in the {where}, "
+                         f"{_short(current.get(k))} now)" for k in differ)
+        raise InputError(f"{what} was made for another configuration: {text}")
 
 
 def check_store_path(store: Any) -> str:
@@ -137,6 +166,12 @@ class AtlasStore:
             group = zarr.open_group(path, mode=mode)
         except Exception as err:
             raise InputError(f"store {path!r} cannot be opened as a zarr store: {err}") from None
+        return cls.of_group(group, path)
+
+    @classmethod
+    def of_group(cls, group: Any, path: str) -> "AtlasStore":
+        """An atlas store from an open zarr group (e.g. one layer's group inside a bundle,
+        see :mod:`.atlas_bundle`); ``path`` names it in messages."""
         if dict(group.attrs).get("lrp_widgets_atlas") != VERSION:
             raise InputError(f"store {path!r} is a zarr store, but not a concept atlas "
                              f"(version {VERSION}) of lrp_widgets")
@@ -151,13 +186,11 @@ class AtlasStore:
         if not (Path(path) / "zarr.json").exists():
             return cls.create(path, fp, n, channels, classes, batch_size)
         store = cls.open(path)
-        differ = [k for k in sorted(set(fp) | set(store.fingerprint))
-                  if store.fingerprint.get(k) != fp.get(k)]
-        if differ:
-            what = ", ".join(f"{k} ({_short(store.fingerprint.get(k))} in the store, "
-                             f"{_short(fp.get(k))} now)" for k in differ)
-            raise InputError(f"store {path!r} was made for another configuration: {what}. "
-                             "Use another store path, or delete this one to recompute")
+        try:
+            check_fingerprint(store.fingerprint, fp, f"store {path!r}")
+        except InputError as err:
+            raise InputError(f"{err}. Use another store path, or delete this one to "
+                             "recompute") from None
         if not store.complete() and not os.access(path, os.W_OK):
             raise InputError(f"store {path!r} is unfinished and not writable")
         return store

@@ -30,6 +30,8 @@ from lrp_widgets.engine import COMPOSITE_NAMES, Explanation, InputError, LRPErro
 from lrp_widgets.engine.validation import check_bounds, check_channels, check_target
 from lrp_widgets.render import COLORMAPS, canvas_rect_to_mask
 
+from .atlas_order import arrange
+from .atlas_view import AtlasActions, AtlasView
 from .choice import Choice
 from .compute import DEFAULT_MAX_BYTES, Compute
 from .config import (bounds_from, class_names, default_inputs, default_layer, describe_bounds,
@@ -40,7 +42,7 @@ from .images import ImageStore
 from .imageio import ImageDecodeError
 from .lanes import Lanes, describe
 from .progress import ProgressRow
-from .state import SCALES, UNITS, ExplorerState, View
+from .state import SCALES, UNITS, VIEW_TRAITS, ExplorerState, View
 from .theme import theme_style
 from .sequences import sequence_inputs
 from .snapshot import export_snapshot
@@ -67,7 +69,7 @@ def analysis_function(module: str, name: str) -> Optional[Callable[..., Any]]:
     return getattr(mod, name, None)
 
 
-class Explorer(W.VBox):
+class Explorer(AtlasActions, W.VBox):
     """Interactive LRP: brush neurons of a layer, see their heatmap and deconvolution.
 
     Parameters
@@ -89,7 +91,10 @@ class Explorer(W.VBox):
         Class names; default ``model.meta.classes`` (torchvision's weight metadata for
         ``models.load``), else numbers.
     atlas : optional
-        A concept atlas (``analysis.concept_atlas``) kept for the views that show it.
+        Concept atlases (``analysis.concept_atlas``): an ``Atlas``, a store or bundle path,
+        or a list of these (one per layer; see ``load_atlas``). Hovering a channel tile
+        shows its reference samples; the grid can be sorted by their class statistics.
+        Default: the embedded model's shipped atlas (``False``: none).
     sync : bool
         Run mouse and widget events in the calling thread (tests) instead of worker threads.
     curve, graph, maps : bool
@@ -123,7 +128,6 @@ class Explorer(W.VBox):
                              f"{', '.join(COMPOSITE_NAMES)}")
         self._model, images = sequence_inputs(*default_inputs(model, images))
         self._meta = getattr(self._model, "meta", None)
-        self.atlas = atlas
         self.images = ImageStore(self._meta)
         self._notes = self.images.notes
         for name, x in image_list(images, getattr(self._meta, "classes", None)):
@@ -140,6 +144,7 @@ class Explorer(W.VBox):
         self.view_state.set_layer(layer or default_layer(self._model, exp.layers))
         self.curve_enabled, self.graph_enabled, self.maps_enabled = curve, graph, maps
         self.graph_depth, self.graph_width = int(graph_depth), int(graph_width)
+        self.atlas_view = AtlasView(self, atlas, model is None, exp.layers)
         self._build(exp, canvas_size, panel_size, grid_width)
         self.lanes = Lanes(self, sync)
         self._wire()
@@ -216,9 +221,8 @@ class Explorer(W.VBox):
         self._image_drag = DragTracker(self.input_view.canvas.widget,
                                        g(self.input_view.show_brush), g(self._image_released),
                                        g(self._arm_add))
-        s.observe(g(self._on_state), names=["image", "target", "composite", "layer", "choice",
-                                            "choice_layer", "cmap", "tiles", "scale", "unit",
-                                            "bounds_version"])
+        s.observe(g(self._on_state), names=list(VIEW_TRAITS))
+        self.atlas_view.connect()
 
     # ------------------------------------------------------------------ public API
     @property
@@ -393,6 +397,7 @@ class Explorer(W.VBox):
             return
         self._closed = True
         self.lanes.close()
+        self.atlas_view.close()
         for link in self._links:
             link.unlink()
         for w in owned_widgets(self):
@@ -401,8 +406,11 @@ class Explorer(W.VBox):
 
     # ------------------------------------------------------------------ helpers
     def grid_layout(self) -> Any:
-        """The channel grid's geometry for the layer the state names (drawn or not)."""
-        return self.grid_view.layout_for(self._layer_shape()[0])
+        """The channel grid's geometry for the layer and order the state names (drawn or
+        not); it answers in channel numbers (a sorted grid: ``widgets.atlas_order``)."""
+        s = self.view_state
+        return arrange(self.grid_view.layout_for(self._layer_shape()[0]),
+                       self.atlas_view.order_for(s.layer, s.sort))
 
     def _layer_shape(self) -> tuple[int, ...]:
         return self.compute.layer_shape(self.view_state.view())

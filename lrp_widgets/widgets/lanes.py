@@ -24,6 +24,7 @@ from lrp_widgets.engine import LRPError
 from lrp_widgets.render import channel_grid, get_colormap, image_to_rgba, normalize_image
 from lrp_widgets.render.views import heatmap_views
 
+from .atlas_order import arrange
 from .canvases import drawing
 from .choice import Choice
 from .compute import Frame
@@ -55,6 +56,7 @@ class Shown:
     layout: Any
     deconv: Optional[np.ndarray] = None
     timings: dict[str, float] = field(default_factory=dict)
+    grid_key: Any = None
 
 
 @dataclass
@@ -121,6 +123,12 @@ class Lanes:
         else:
             self.update.submit(view)
 
+    def refresh(self, wait: bool = False) -> None:
+        """Show the state's view again though it did not change: what it is drawn from
+        did (an atlas was loaded, so the grid's order may differ)."""
+        self._submitted = None
+        self.submit(self.ex.view_state.view(), wait)
+
     def wait_update(self) -> None:
         self.update.wait()
 
@@ -185,10 +193,11 @@ class Lanes:
             images["heatmap"] = views["heatmap"]
             images["heatmap_overlay"] = views["heatmap_overlay"]
         images["selection_heatmap"] = views["selection_heatmap"]
-        grid_key = (view.layer_key, view.tiles, view.cmap)
-        new_grid = prev is None or (prev.view.layer_key, prev.view.tiles,
-                                    prev.view.cmap) != grid_key
-        tiles, layout = self._grid(view, exp, grid_key)
+        order = ex.atlas_view.order_for(view.layer, view.sort)      # None: channel number
+        grid_key = (view.layer_key, view.tiles, view.cmap,
+                    None if order is None else tuple(order.tolist()))
+        new_grid = prev is None or prev.grid_key != grid_key
+        tiles, layout = self._grid(view, exp, grid_key, order)
         images["channel_grid"] = tiles
         seconds = dict(frame.seconds, render=time.perf_counter() - t)
         t = time.perf_counter()
@@ -202,7 +211,7 @@ class Lanes:
             ex.input_view.show_region(frame.choice.region)
             ex.panels["selection"].show(images["selection_heatmap"])
         seconds["draw"] = time.perf_counter() - t
-        shown = Shown(view, frame, int(exp.target), images, layout)
+        shown = Shown(view, frame, int(exp.target), images, layout, grid_key=grid_key)
         t = time.perf_counter()
         self._refresh_widgets(shown, exp, new_ctx, new_layer, new_cmap)
         seconds["plots"] = time.perf_counter() - t
@@ -216,7 +225,10 @@ class Lanes:
         if (new_layer or prev.view.unit != view.unit) and (ex.maps_enabled or ex.curve_enabled):
             self.background.submit(Job(view, fill=ex.maps_enabled, curve=ex.curve_enabled))
 
-    def _grid(self, view: View, exp: Any, key: tuple) -> tuple[np.ndarray, Any]:
+    def _grid(self, view: View, exp: Any, key: tuple,
+              order: Optional[np.ndarray] = None) -> tuple[np.ndarray, Any]:
+        """The grid's tiles and layout; with ``order``, tile t shows channel order[t] and
+        the layout answers in channel numbers (widgets.atlas_order)."""
         hit = self._grids.get(key)
         if hit is None:
             maps = exp.relevance(view.layer) if view.tiles == "relevance" else \
@@ -226,9 +238,12 @@ class Lanes:
             n = len(rank)
             borders = get_colormap("dusk").map_unit(1.0 - rank / max(n - 1, 1))
             cmap = view.cmap if view.tiles == "relevance" else "dusk"
-            hit = channel_grid(maps.detach().cpu().numpy(), pad=2,
-                               tile_size=self.ex.grid_view.tile_size(n), cmap=cmap,
-                               borders=list(borders), return_layout=True)
+            maps = maps.detach().cpu().numpy()
+            if order is not None:
+                maps, borders = maps[order], borders[order]
+            tiles, layout = channel_grid(maps, pad=2, tile_size=self.ex.grid_view.tile_size(n),
+                                         cmap=cmap, borders=list(borders), return_layout=True)
+            hit = (tiles, arrange(layout, order))
             if len(self._grids) >= 4:
                 self._grids.pop(next(iter(self._grids)))
             self._grids[key] = hit
@@ -468,7 +483,7 @@ class Lanes:
             "busy": any(lane.busy for lane in self.all()), "error": self.error,
             "status": html.unescape(ex.toolbar.status.value.split(">", 1)[-1].rsplit("<", 1)[0])
             if ex.toolbar.status.value else "", "notes": list(ex._notes),
-            "cache_bytes": ex.compute.cached_bytes()}
+            "cache_bytes": ex.compute.cached_bytes(), "atlas": ex.atlas_view.state()}
         if shown is None:
             return out
         view, frame = shown.view, shown.frame

@@ -45,7 +45,7 @@ UNITS = ("channel", "neuron")
 TILES = ("relevance", "activation")
 #: The traits a display depends on (a change of any of them means an update).
 VIEW_TRAITS = ("image", "target", "composite", "layer", "choice", "choice_layer", "cmap",
-               "tiles", "scale", "unit", "bounds_version")
+               "tiles", "scale", "unit", "bounds_version", "sort")
 
 
 @dataclass(frozen=True)
@@ -64,6 +64,7 @@ class View:
     bounds: Any = field(default=None, compare=False)
     bounds_version: int = 0
     submitted: float = field(default=0.0, compare=False)
+    sort: str = "channel"          # the grid's order (widgets.atlas_order's sort keys)
 
     @property
     def ctx(self) -> tuple:
@@ -95,6 +96,7 @@ class ExplorerState(HasTraits):
     add = Bool(False)            # gestures add to the selection (the "add" toggle)
     add_once = Bool(False)       # Shift pressed: the next gesture adds
     k = Int(8)
+    sort = Unicode("channel")    # order of the channel grid (an atlas's class statistics)
 
     # -- reading -------------------------------------------------------------------------
     @property
@@ -106,7 +108,7 @@ class ExplorerState(HasTraits):
         """A frozen snapshot for the lanes."""
         return View(self.image, self.target, self.composite, self.layer, self.current_choice,
                     self.cmap, self.tiles, self.scale, self.unit, self.bounds,
-                    self.bounds_version, time.perf_counter())
+                    self.bounds_version, time.perf_counter(), self.sort)
 
     # -- changes -------------------------------------------------------------------------
     def set_image(self, image: str) -> None:

@@ -34,7 +34,8 @@ def main_row(ex: Any) -> W.HBox:
     """Input | grid and tools | selection and readout | full heatmap, legend,
     deconvolution | tabs; wrapping."""
     column = W.Layout(margin="0 12px 6px 0", flex="0 0 auto", align_items="flex-start")
-    selection = W.VBox([ex.panels["selection"], ex.scale_select], layout=column)
+    selection = W.VBox([ex.panels["selection"], ex.scale_select, ex.atlas_view.panel],
+                       layout=column)
     more = W.VBox([ex.panels["heatmap"], ex.legend, ex.panels["deconvolution"]],
                   layout=column)
     grid = W.VBox([ex.grid_view, ex.tools], layout=column)
