@@ -25,6 +25,19 @@ code("""# The same actions from Python (for notebooks and tests):
 explorer.select_layer("features.6")
 explorer.select_channels([0, 3, 5])
 {k: explorer.state[k] for k in ("layer", "channels", "mse", "smape")}"""),
+md("""### What does a channel stand for? The concept atlas
+
+Hover (or click) a channel tile: the panel under the selection's heatmap shows the samples of
+a small `data.shapes` set that give this channel the most relevance (or, with the toggle,
+activation), each cut to the channel's receptive field, beside the channel's own heatmap on
+that patch. The grid's order can follow the atlas's class statistics: "mean relevance, class
+circle" puts the channels circles rely on most first. The embedded model ships this atlas
+for every layer; for your own model, build one with `analysis.concept_atlas` (notebook 06)
+and pass it as `Explorer(model, images, atlas=atlas)` or `explorer.load_atlas(store)`."""),
+code("""explorer.show_atlas(3)               # what hovering tile 3 shows, from Python
+explorer.sort_grid("circle")         # channels by their mean relevance for circles
+{"channel 3's reference samples": explorer.state["atlas"]["samples"],
+ "first tiles now": list(explorer.grid_layout().order[:8])}"""),
 md("""## Under the hood: the engine
 
 The Explorer only displays what the engine and the analysis functions compute. Here are the

@@ -37,6 +37,7 @@ from lrp_widgets.engine import InputError
 from .atlas_images import reference_sheet
 from .atlas_order import channel_order, sort_key, sort_options
 from .imageio import encode_png
+from .lanes import _block
 from .scheduler import LatestWins
 from .theme import hint, note
 
@@ -47,10 +48,11 @@ if TYPE_CHECKING:
 
 __all__ = ["AtlasPanel", "AtlasView", "AtlasActions", "PANEL_WIDTH"]
 
-PANEL_WIDTH = 340        # four patch-heatmap pairs of 2 x 38 px a row (1366x768: see layout)
-CELL = 38
+#: Three patch-heatmap pairs of 2 x 36 px a row: beside the grid at 1366x768 (views.layout)
+PANEL_WIDTH = 264
+CELL = 36
 _DEFAULT_CACHE: dict[str, dict[str, Any]] = {}      # the shipped atlas, by model hash
-_DEFAULT_LOCK = threading.Lock()
+_DEFAULT_LOCK = threading.RLock()
 
 
 class AtlasPanel(W.VBox):
@@ -60,7 +62,7 @@ class AtlasPanel(W.VBox):
         box = W.Layout(width=f"{PANEL_WIDTH}px")
         self.title = W.HTML("<b>concept atlas</b>", layout=box)
         self.by_toggle = W.ToggleButtons(options=["relevance", "activation"],
-                                         style={"button_width": "96px"}, tooltips=[
+                                         style={"button_width": "92px"}, tooltips=[
             "the samples that give the channel the most relevance",
             "the samples that activate the channel most"])
         self.sort_select = W.Dropdown(description="grid order", options=[("channel number",
@@ -140,18 +142,21 @@ class AtlasView:
         Explorers of the same weights share it and its crop caches)."""
         if not self._load_default:
             return
-        self._load_default = False
         from lrp_widgets.analysis.atlas_embedded import load_embedded_atlas
-        try:
-            key = self._model_hash = self._model_hash or model_hash(self.ex._model)
-            with _DEFAULT_LOCK:
+        with _DEFAULT_LOCK:             # the lane and a Python action may both ask at once
+            if not self._load_default:
+                return
+            try:
+                key = self._model_hash = self._model_hash or model_hash(self.ex._model)
                 if key not in _DEFAULT_CACHE:
                     _DEFAULT_CACHE[key] = load_embedded_atlas(self.ex._model)
-            for layer, atlas in _DEFAULT_CACHE[key].items():
-                self.atlases.setdefault(layer, atlas)
-        except (InputError, ImportError) as err:
-            # Explorer() must work without its atlas (zarr missing, stale weights): say why
-            self.message = f"no concept atlas: {err}"
+                for layer, atlas in _DEFAULT_CACHE[key].items():
+                    self.atlases.setdefault(layer, atlas)
+            except (InputError, ImportError) as err:
+                # Explorer() must work without its atlas (zarr missing, stale weights)
+                self.message = f"no concept atlas: {err}"
+            finally:
+                self._load_default = False
 
     # -- reading -------------------------------------------------------------------------
     def atlas_for(self, layer: str) -> Optional["Atlas"]:
@@ -267,12 +272,12 @@ class AtlasView:
                 p.references.value = ""
                 if atlas is None:
                     p.title.value = f"<b>concept atlas</b> · {html.escape(layer)}"
-                    p.note.value = note(self.message or "no atlas for this layer")
+                    p.note.value = _block(note(self.message or "no atlas for this layer"))
                 else:
                     p.title.value = (f"<b>concept atlas</b> · {html.escape(layer)} · "
                                      f"{atlas.n_samples} samples")
-                    p.note.value = hint("hover or click a channel tile: its reference "
-                                        "samples (patch | the channel's heatmap on it)")
+                    p.note.value = _block(hint("hover or click a channel tile: its reference "
+                                               "samples (patch | the channel's heatmap on it)"))
         finally:
             self._echo = False
 
@@ -307,14 +312,15 @@ class AtlasView:
         comp = atlas.fingerprint.get("composite") if atlas.fingerprint else None
         extra = (f" · atlas composite {comp}" if comp and comp != view.composite else "")
         with self.panel.hold_sync():
-            self.panel.title.value = (f"<b>channel {channel}</b> of {html.escape(atlas.layer)}"
-                                      f" · top {len(top)} of {atlas.n_samples} samples by {by}")
+            self.panel.title.value = _block(
+                f"<b>channel {channel}</b> of {html.escape(atlas.layer)} · top {len(top)} of "
+                f"{atlas.n_samples} samples by {by}")
             self.panel.references.value = (
                 '<div style="display: flex; flex-wrap: wrap">' + "".join(figures) + "</div>")
-            self.panel.note.value = hint(
+            self.panel.note.value = _block(hint(
                 ("patch | the channel's conditional heatmap on it" if crops is not None else
                  "no patches: load the atlas with its data set "
-                 "(explorer.load_atlas(store, dataset=...))") + extra)
+                 "(explorer.load_atlas(store, dataset=...))") + extra))
 
     def sheets(self) -> list[np.ndarray]:
         """The pair images on display (one per reference sample), for tests."""
