@@ -167,11 +167,13 @@ def test_hover_and_click_show_the_tile_under_the_mouse(model, atlas):
         ex.atlas_view.panel.by_toggle.value = "activation"  # the toggle re-shows the channel
         assert ex.state["atlas"]["by"] == "activation"
         assert ex.state["atlas"]["samples"] == [i for i, _ in atlas.top(9, "activation")]
-        # a drag's moves belong to the brush: the panel keeps its channel
+        # a drag belongs to the brush: the panel keeps its channel, no atlas work
+        computations = ex.atlas_view.lane.computations
         send(canvas, "mouse_down", *layout.tile_center(0))
         send(canvas, "mouse_move", *layout.tile_center(2))
         send(canvas, "mouse_up", *layout.tile_center(2))
-        assert ex.state["atlas"]["channel"] == 0 and ex.state["channels"] == [0, 1, 2]
+        assert ex.state["atlas"]["channel"] == 9 and ex.state["channels"] == [0, 1, 2]
+        assert ex.atlas_view.lane.computations == computations
     finally:
         ex.close()
 

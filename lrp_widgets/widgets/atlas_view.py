@@ -36,6 +36,7 @@ from lrp_widgets.engine import InputError
 
 from .atlas_images import reference_sheet
 from .atlas_order import channel_order, sort_key, sort_options
+from .geometry import is_click
 from .imageio import encode_png
 from .lanes import _block
 from .scheduler import LatestWins
@@ -102,6 +103,7 @@ class AtlasView:
         self.shown: Optional[dict[str, Any]] = None
         self.message = ""
         self._hovered: Optional[tuple[str, int]] = None
+        self._press: Optional[tuple[float, float]] = None
         self._model_hash: Optional[str] = None
         self._load_default = default and atlas is None
         self._echo = False
@@ -191,6 +193,7 @@ class AtlasView:
         g, canvas = self.ex._guard, self.ex.grid_view.canvas.widget
         canvas.on_mouse_move(g(self._moved))
         canvas.on_mouse_down(g(self._pressed))
+        canvas.on_mouse_up(g(self._released))
         self.panel.by_toggle.observe(g(self._by_changed), "value")
         self.panel.sort_select.observe(g(self._sort_picked), "value")
         self.ex.view_state.observe(g(lambda _ch: self.submit(("layer",))), ["layer"])
@@ -202,7 +205,13 @@ class AtlasView:
             self._point(x, y)
 
     def _pressed(self, x: float, y: float) -> None:
-        self._point(x, y)
+        self._press = (float(x), float(y))
+
+    def _released(self, x: float, y: float) -> None:
+        """A click shows its tile (a drag is the brush's: no atlas work while brushing)."""
+        press, self._press = self._press, None
+        if press is not None and is_click(*press, x, y):
+            self._point(x, y)
 
     def _point(self, x: float, y: float) -> None:
         """The tile under the mouse, as drawn (the layout answers in channel numbers):
