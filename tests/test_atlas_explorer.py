@@ -16,7 +16,7 @@ from lrp_widgets.analysis.atlas_embedded import (EMBEDDED_ATLAS, EMBEDDED_ATLAS_
                                                  build_embedded_atlas, embedded_atlas_problem)
 from lrp_widgets.analysis.atlas_store import AtlasStore
 from lrp_widgets.engine import InputError
-from lrp_widgets.render import image_to_rgba
+from lrp_widgets.render import heatmap_to_rgba, image_to_rgba
 from lrp_widgets.widgets import atlas_view
 from lrp_widgets.widgets.atlas_images import fit_cell, reference_sheet
 from lrp_widgets.widgets.atlas_view import CELL
@@ -149,6 +149,10 @@ def test_patches_shown_are_the_atlas_crops(model, atlas, by):
                 (x0, y0, x1, y1), _ = boxes[0]
                 expected = fit_cell(image_to_rgba(crop.image.numpy()), CELL)
                 np.testing.assert_array_equal(sheet[y0:y1, x0:x1], expected)
+                # beside it: the crop's heatmap, colour-summed, at its own scale
+                (hx0, hy0, hx1, hy1) = boxes[0][1]
+                expected = fit_cell(heatmap_to_rgba(crop.heatmap.numpy().sum(0)), CELL)
+                np.testing.assert_array_equal(sheet[hy0:hy1, hx0:hx1], expected)
             assert f"#{crops[0].index}" in ex.atlas_view.panel.references.value
     finally:
         ex.close()

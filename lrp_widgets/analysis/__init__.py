@@ -9,6 +9,7 @@ Examples
 (0.0, 100.0)
 """
 from .atlas import Atlas, Crop, concept_atlas
+from .atlas_bundle import build_bundle, load_atlases
 from .ground_truth import (border_share, constant_region_share, distractor_share,
                            pointing_game, relevance_mass_accuracy, relevance_rank_accuracy)
 from .graph import (GraphPath, critical_path, default_levels, graph_from_json, graph_positions,
@@ -26,4 +27,5 @@ __all__ = ["mse", "smape", "mse_batch", "smape_batch", "mse_smape_batch", "as_ma
            "read_graphml", "graph_positions", "SelectionCurve", "Selection", "selection_curve",
            "optimize_selection", "unit_heatmaps", "unit_maps", "default_ks",
            "relevance_rank_accuracy", "pixel_flipping", "FlippingCurve",
-           "concept_atlas", "Atlas", "Crop", "receptive_field", "ReceptiveField"]
+           "concept_atlas", "Atlas", "Crop", "receptive_field", "ReceptiveField",
+           "load_atlases", "build_bundle"]
