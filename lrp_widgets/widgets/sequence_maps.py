@@ -305,8 +305,10 @@ class SequenceMaps(W.VBox):
 
     def _readout(self, t: int, shares: dict) -> str:
         full, sel = shares["share_full"][t], shares["share_selection"][t]
+        of_sel = (f"{100 * sel:.1f}% of the selection's" if shares["share_selection"].any()
+                  else "the selection has no positive relevance")
         text = (f"<b>step {t}</b>: {100 * full:.1f}% of the full heatmap's positive "
-                f"relevance, {100 * sel:.1f}% of the selection's")
+                f"relevance; {of_sel}")
         if "region_full" in shares:
             steps = ("all steps" if len(self.steps) == self.n_steps
                      else f"step {self.steps[0]}")
