@@ -319,3 +319,30 @@ def test_image_models_keep_their_deconvolution():
         assert ex.panels["deconvolution"].canvas.widget.layout.display != "none"
     finally:
         ex.close()
+
+
+def test_lstm_on_climate_maps_and_unit_maps(climate):
+    """An LSTM's hidden units (a (T, H) layer, shown as units over time) get the same map
+    view: each unit map is the unit's conditional heatmap at the step."""
+    ds, _ = climate
+    lstm = models.lstm_classifier(96, 6, 2, seed=0).double().eval()
+    x = ds.inputs[:2].double()
+    ex = Explorer(lstm, x, composite="epsilon", grid=ds.grid, land_mask=ds.land_mask,
+                  sync=True, curve=False, graph=False, maps=False)
+    m = ex.map_view
+    try:
+        assert ex.state["layer"] == "model.lstm" and len(m.state["units"]) == 6
+        exp = Explainer(lstm, "epsilon").explain(x[0])
+        units = m.state["units"]
+        score = to_numpy(exp.channel_relevance("lstm"))
+        assert units == [int(u) for u in np.argsort(-score, kind="stable")]
+        maps = to_numpy(exp.conditional_heatmaps("lstm", [[u] for u in units]))
+        m.set_step(20)
+        img, _ = small_multiples(maps[:, 20].reshape(-1, 8, 12), max(1, m.scale // 3), cols=8,
+                                 vmax=float(np.abs(maps).max()), land=ds.land_mask.numpy())
+        assert (m.images["units"] == img).all()
+        full = to_numpy(exp.heatmap())
+        np.testing.assert_allclose(m.state["share_full"], positive_share_over_time(full),
+                                   rtol=1e-10, atol=1e-14)
+    finally:
+        ex.close()
