@@ -209,7 +209,7 @@ train, test = sets["climate"]
 esn = trained["climate"]["ESN"]
 ex = Explorer(esn, test.subset(range(8)), composite="epsilon", curve=False, graph=False)
 ex"""),
-    md("""The same in Python: show January of the second year (the driving region's season),
+    md("""The same in Python: show the first month of the driving region's season (December),
 select the four most relevant reservoir units, and brush the driving region at all months.
 Its share of positive relevance is the relevance mass of the region, over the whole year."""),
     code("""maps = ex.map_view
