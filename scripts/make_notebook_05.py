@@ -24,7 +24,8 @@ import numpy as np
 import torch
 import matplotlib.pyplot as plt
 from lrp_widgets import data, models
-from lrp_widgets.analysis import pixel_flipping, relevance_mass_accuracy
+from lrp_widgets.analysis import (pixel_flipping, positive_share_over_time,
+                                  relevance_mass_accuracy)
 from lrp_widgets.engine import Explainer
 
 CI = bool(os.environ.get("LRP_WIDGETS_CI"))       # the test suite: small and fast
@@ -111,9 +112,7 @@ plt.tight_layout()"""),
 The share of positive relevance per time step, averaged over unseen series, with the evidence
 window (green) and the distractor window (grey). RMA is the relevance mass accuracy: the share
 of positive relevance on the evidence entries themselves."""),
-    code("""def time_share(h):
-    pos = np.clip(h, 0, None).sum(2)
-    return pos / np.maximum(pos.sum(1, keepdims=True), 1e-12)
+    code("""time_share = positive_share_over_time     # per series: R+ per step / R+ in all
 
 heat = {}
 fig, axes = plt.subplots(1, 2, figsize=(12, 2.8))
