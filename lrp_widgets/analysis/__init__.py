@@ -16,6 +16,7 @@ from .graph import (GraphPath, critical_path, default_levels, graph_from_json, g
                     graph_to_json, read_graphml, relevance_graph, top_paths, write_graphml)
 from .receptive_fields import ReceptiveField, receptive_field
 from .metrics import as_map, mse, mse_batch, mse_smape_batch, smape, smape_batch
+from .over_time import positive_share_over_time
 from .perturbation import FlippingCurve, pixel_flipping
 from .selection import (Selection, SelectionCurve, default_ks, optimize_selection,
                         selection_curve, unit_heatmaps, unit_maps)
@@ -28,4 +29,4 @@ __all__ = ["mse", "smape", "mse_batch", "smape_batch", "mse_smape_batch", "as_ma
            "optimize_selection", "unit_heatmaps", "unit_maps", "default_ks",
            "relevance_rank_accuracy", "pixel_flipping", "FlippingCurve",
            "concept_atlas", "Atlas", "Crop", "receptive_field", "ReceptiveField",
-           "load_atlases", "build_bundle"]
+           "load_atlases", "build_bundle", "positive_share_over_time"]

@@ -45,6 +45,7 @@ from .progress import ProgressRow
 from .state import SCALES, UNITS, VIEW_TRAITS, ExplorerState, View
 from .theme import theme_style
 from .sequences import sequence_inputs
+from .sequence_maps import attach_maps, grid_from, map_spec
 from .snapshot import export_snapshot
 from .views import AnalysisView, GridView, HeatmapPanel, InputView, SelectionTools, Toolbar
 from .views.layout import Echo, main_row, owned_widgets, scale_toggle
@@ -101,6 +102,9 @@ class Explorer(AtlasActions, W.VBox):
         Compute the selection curve; the relevance graph; the background caches.
     max_cache_bytes : int
         Budget of the background caches.
+    grid, land_mask : (H, W) and (H, W) bool, optional
+        Sequence features that are a flattened map (``H * W == F``): maps per time step,
+        land hatched (:attr:`map_view`); default a ``SequenceDataset`` images' own.
 
     Examples
     --------
@@ -121,11 +125,13 @@ class Explorer(AtlasActions, W.VBox):
                  curve: bool = True, graph: bool = True, maps: bool = True,
                  max_cache_bytes: int = DEFAULT_MAX_BYTES, graph_depth: int = 3,
                  graph_width: int = 4, canvas_size: int = 256, panel_size: int = 192,
-                 grid_width: int = 260) -> None:
+                 grid_width: int = 260, grid: Optional[tuple[int, int]] = None,
+                 land_mask: Any = None) -> None:
         super().__init__()
         if composite not in COMPOSITE_NAMES:
             raise InputError(f"composite: unknown composite {composite!r}; choose one of "
                              f"{', '.join(COMPOSITE_NAMES)}")
+        grid, land_mask = grid_from(images, grid, land_mask)      # before a data set unwraps
         self._model, images = sequence_inputs(*default_inputs(model, images))
         self._meta = getattr(self._model, "meta", None)
         self.images = ImageStore(self._meta)
@@ -133,6 +139,7 @@ class Explorer(AtlasActions, W.VBox):
         for name, x in image_list(images, getattr(self._meta, "classes", None)):
             self.images.add(x, name)
         first = next(iter(self.images))
+        maps_spec = map_spec(self._model, self.images[first], grid, land_mask)
         self.compute = Compute(self._model, self.images, max_cache_bytes)
         bounds = bounds_from(input_bounds, self._meta, list(self.images.values()))
         check_bounds(bounds, self.images[first][None])          # raises naming input_bounds
@@ -148,6 +155,7 @@ class Explorer(AtlasActions, W.VBox):
         self._build(exp, canvas_size, panel_size, grid_width)
         self.lanes = Lanes(self, sync)
         self._wire()
+        self.map_view = attach_maps(self, maps_spec)     # None without a grid
         self.lanes.submit(self.view_state.view(), wait=True)
 
     # ------------------------------------------------------------------ construction

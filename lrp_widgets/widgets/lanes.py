@@ -14,7 +14,7 @@ import datetime
 import html
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 import numpy as np
 
@@ -30,6 +30,7 @@ from .choice import Choice
 from .compute import Frame
 from .imageio import ImageDecodeError
 from .scheduler import LatestWins, Superseded
+from .sequences import NO_DECONVOLUTION, SequenceAsImage
 from .state import View
 from .views.panels import legend_html
 
@@ -94,6 +95,8 @@ class Lanes:
         self._graph: Any = None
         self._generation = 0                    # cancel() bumps it: running jobs stop
         self._closed = False
+        #: ``listen(shown, exp)`` after each update is drawn (e.g. the map view).
+        self.listeners: list[Callable[[Shown, Any], None]] = []
         self.update = LatestWins(self._update, sync, on_error=self._update_failed,
                                  on_idle=self._idle, name="lrp-update")
         self.follow = LatestWins(self._follow, sync, on_error=self._failed,
@@ -214,6 +217,8 @@ class Lanes:
         shown = Shown(view, frame, int(exp.target), images, layout, grid_key=grid_key)
         t = time.perf_counter()
         self._refresh_widgets(shown, exp, new_ctx, new_layer, new_cmap)
+        for listen in self.listeners:
+            listen(shown, exp)
         seconds["plots"] = time.perf_counter() - t
         done = time.perf_counter()
         seconds["update"] = done - t0
@@ -303,7 +308,11 @@ class Lanes:
         ex.input_view.set_hint(_block(f'<span class="lrp-hint">overlay: the full heatmap · '
                                       f'{where}</span>'))
         ex.panels["deconvolution"].label.value = _block(
-            f'layer {html.escape(view.layer)}<br><span class="lrp-hint">grey = 0</span>')
+            f'layer {html.escape(view.layer)}<br><span class="lrp-hint">grey = 0</span>'
+            if not isinstance(ex._model, SequenceAsImage) else
+            f'<span class="lrp-note lrp-no-deconvolution">{NO_DECONVOLUTION}</span>')
+        if isinstance(ex._model, SequenceAsImage):      # an empty canvas would look broken
+            ex.panels["deconvolution"].canvas.widget.layout.display = "none"
 
     def _class(self, i: int) -> str:
         classes = self.ex.classes

@@ -30,7 +30,14 @@ from torch import nn
 
 from lrp_widgets.engine import InputError
 
-__all__ = ["SequenceAsImage", "is_sequence_model", "sequence_inputs"]
+__all__ = ["SequenceAsImage", "is_sequence_model", "sequence_inputs", "NO_DECONVOLUTION"]
+
+#: What the deconvolution panel says for a sequence model (it stays empty).
+NO_DECONVOLUTION = (
+    "No deconvolution for a recurrent model: the deconvnet (Zeiler &amp; Fergus 2014) "
+    "runs a convolutional network backwards (transposed filters, ReLU, max-pooling "
+    "switches); a recurrent state (a leaky-tanh reservoir, LSTM gates) has no such "
+    "inverse, so there is nothing sound to show. The heatmaps are LRP through time.")
 
 
 class SequenceAsImage(nn.Sequential):

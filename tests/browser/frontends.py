@@ -37,9 +37,9 @@ class Frontend:
 
 # ---------------------------------------------------------------- JupyterLab, Notebook 7
 
-def _lab_open(page: "Page", base: str, token: str) -> None:
+def _lab_open(page: "Page", base: str, token: str, name: str = "01_quickstart.ipynb") -> None:
     # ?reset: a fresh workspace (no notebook tabs left open by an earlier test)
-    page.goto(f"{base}/lab/tree/01_quickstart.ipynb?reset&token={token}")
+    page.goto(f"{base}/lab/tree/{name}?reset&token={token}")
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
     accept_kernel_dialog(page)
     dismiss_notifications(page)
