@@ -17,15 +17,19 @@ LAPTOP = {"width": 1366, "height": 768}
 PANEL = ".lrp-atlas-panel"
 
 
-def _tile_point(page, position: int) -> tuple[float, float]:
-    """Viewport coordinates of the tile at ``position`` (row by row), from the grid's
-    title ("N channels of layer"). The quickstart leaves the grid sorted by the atlas:
-    which channel is drawn there is read from the panel."""
-    grid = page.locator(GRID).last
-    grid.scroll_into_view_if_needed()
+def _grid(page) -> tuple[int, str]:
+    """The grid's channel count and layer, from its title ("N channels of layer")."""
     title = page.evaluate("""() => [...document.querySelectorAll('.lrp-explorer b')]
                                    .map(b => b.textContent).find(t => /channels of/.test(t))""")
-    n = int(re.search(r"(\d+) channels of", title).group(1))
+    n, layer = re.search(r"(\d+) channels of (\S+)", title).groups()
+    return int(n), layer
+
+
+def _tile_point(page, position: int) -> tuple[float, float]:
+    """Viewport coordinates of the tile at ``position`` (row by row)."""
+    grid = page.locator(GRID).last
+    grid.scroll_into_view_if_needed()
+    n, _ = _grid(page)
     cols = math.ceil(math.sqrt(n))
     rows = math.ceil(n / cols)
     box = grid.bounding_box()
@@ -33,29 +37,39 @@ def _tile_point(page, position: int) -> tuple[float, float]:
     return box["x"] + box["width"] * (c + 0.5) / cols, box["y"] + box["height"] * (r + 0.5) / rows
 
 
-def _hover(page, position: int) -> None:
-    """Move onto a tile as a hand does: a few moves ending in its centre."""
+def _channel_at(page, position: int) -> int:
+    """The channel drawn at ``position``: the quickstart sorts the grid; the order the
+    "grid order" dropdown shows, computed here from the shipped atlas."""
+    from lrp_widgets.analysis.atlas_embedded import load_embedded_atlas
+    from lrp_widgets.widgets.atlas_order import channel_order, sort_options
+    _, layer = _grid(page)
+    atlas = load_embedded_atlas()[layer]
+    label = page.evaluate("""() => { const s = document.querySelector('.lrp-atlas-sort select');
+                                     return s.options[s.selectedIndex].text; }""")
+    order = channel_order(atlas.class_relevance, atlas.class_counts,
+                          dict(sort_options(atlas.classes))[label.replace("\xa0", " ")])
+    return position if order is None else int(order[position])
+
+
+def _hover(page, position: int) -> int:
+    """Move onto a tile as a hand does (a few moves ending in its centre); its channel."""
     x, y = _tile_point(page, position)
     page.mouse.move(x - 6, y - 6)
     page.mouse.move(x, y, steps=3)
+    return _channel_at(page, position)
 
 
-def _wait_channel(page, before: str) -> str:
-    """Wait until the panel shows another channel's patches than ``before``; its title."""
+def _wait_channel(page, channel: int) -> str:
+    """Wait until the panel shows ``channel``'s patches; its title."""
     page.wait_for_function(
-        """([sel, old]) => { const p = document.querySelector(sel);
+        """([sel, c]) => { const p = document.querySelector(sel);
               const t = p && p.querySelector('.widget-html-content');
-              return t && /channel \\d+ of/.test(t.innerText) && t.innerText !== old &&
+              return t && t.innerText.includes(`channel ${c} of`) &&
                      p.querySelectorAll('figure img').length > 0 &&
                      [...p.querySelectorAll('figure img')].every(i => i.complete); }""",
-        arg=[PANEL, before], timeout=60_000)
-    return _title(page)
-
-
-def _title(page) -> str:
-    return page.evaluate("""(sel) => { const t = document.querySelector(sel)
-                                  .querySelector('.widget-html-content');
-                                  return t ? t.innerText : ''; }""", PANEL)
+        arg=[PANEL, channel], timeout=60_000)
+    return page.evaluate("""(sel) => document.querySelector(sel)
+                                .querySelector('.widget-html-content').innerText""", PANEL)
 
 
 def _check_panel(page, scroller: str, theme: str) -> None:
@@ -95,14 +109,8 @@ def test_atlas_panel_hover_and_click(lab, page):
     fe.open(page, base, token)
     assert_no_error(page)
 
-    # hover: the tile's channel, its reference patches (the quickstart showed channel 3;
-    # JupyterLab draws an output once it is scrolled into view)
-    _hover(page, 0)
-    page.wait_for_function(f"""() => document.querySelector('{PANEL}') &&
-        document.querySelector('{PANEL}').innerText.includes('channel 3 of')""", timeout=60_000)
-    first = _title(page)
-    _hover(page, 1)
-    hovered = _wait_channel(page, first)
+    # hover: the channel drawn under the mouse, its reference patches
+    hovered = _wait_channel(page, _hover(page, 1))
     assert "by relevance" in hovered, hovered
     _check_panel(page, fe.scroller, "light")
 
@@ -110,16 +118,14 @@ def test_atlas_panel_hover_and_click(lab, page):
     page.locator(f"{PANEL} button:has-text('activation')").first.click()
     page.wait_for_function(f"""() => document.querySelector('{PANEL}').innerText
                                      .includes('by activation')""", timeout=60_000)
-    toggled = _title(page)
     x, y = _tile_point(page, 10)
     page.mouse.click(x, y)
-    clicked = _wait_channel(page, toggled)
-    assert "by activation" in clicked and clicked.split(" of")[0] != hovered.split(" of")[0]
+    clicked = _wait_channel(page, _channel_at(page, 10))
+    assert "by activation" in clicked, clicked
     assert_no_error(page)
 
     fe.dark(page)
     page.set_viewport_size(LAPTOP)
-    _hover(page, 2)
-    _wait_channel(page, clicked)
+    _wait_channel(page, _hover(page, 2))
     _check_panel(page, fe.scroller, "dark")
     assert [e for e in errors if OURS.search(e)] == []
