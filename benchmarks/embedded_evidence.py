@@ -126,6 +126,18 @@ def first_layer_shares(samples: int) -> tuple[float, float, float, float]:
             _rma(input_maps, bare.masks).mean(), _rma(input_maps, ringed.masks).mean())
 
 
+def flat_ceiling(samples: int) -> float:
+    """RMA against the bare shape of a model whose first-layer relevance lay evenly on the
+    shape's boundary pixels only: the Flat rule (3 x 3, padding 1) spreads each output's
+    relevance evenly over its 9 inputs, so part of it lands outside any shape."""
+    bare = data.shapes(n=samples, seed=UNSEEN_SEED, rim=0).masks
+    shrunk = ~(torch.nn.functional.max_pool2d((~bare)[:, None].float(), 3, 1, 1)[:, 0] > 0)
+    boundary = (bare & ~shrunk)[:, None].float()
+    spread = torch.nn.functional.conv_transpose2d(boundary / 9, torch.ones(1, 1, 3, 3),
+                                                  padding=1)[:, 0]
+    return float(_rma(spread, bare).mean())
+
+
 def occlusion_by_region(samples: int, seed: int = 0) -> dict[str, tuple[float, float]]:
     """Mean drop (and standard error) of the true-class logit per pixel when as many pixels
     as the outer rim holds are replaced by uniform random colours, region by region."""
@@ -166,7 +178,10 @@ def report(samples: int = 200, steer: Sequence[float] = (), tiny: bool = False,
     layer_bare, layer_rim, input_bare, input_rim = first_layer_shares(samples)
     parts.append(f"Shipped model, `epsilon_plus_flat`: positive relevance at the first "
                  f"convolution's outputs on the shape {layer_bare:.3f}, on shape + rim "
-                 f"{layer_rim:.3f}; in the input heatmap {input_bare:.3f} and {input_rim:.3f}.")
+                 f"{layer_rim:.3f}; in the input heatmap {input_bare:.3f} and {input_rim:.3f}. "
+                 f"Relevance lying evenly on the shapes' boundary pixels at the first layer "
+                 f"would, through the Flat rule, score {flat_ceiling(samples):.3f} against "
+                 "the bare shape.")
     parts += ["", _md(["pixels replaced by random colours", "logit drop per pixel", "s.e."],
                       [[name, f"{mean:.4f}", f"{se:.4f}"]
                        for name, (mean, se) in occlusion_by_region(samples).items()])]

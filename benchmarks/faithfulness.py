@@ -31,6 +31,7 @@ explained. The ``steered`` rows show its effect.
     python benchmarks/faithfulness.py --tiny               # smoke run (the test suite)
     python benchmarks/faithfulness.py --datasets shapes    # only some data sets
     python benchmarks/faithfulness.py --embedded --steer 1 3  # the embedded model's evidence
+    python benchmarks/faithfulness.py --recurrent          # steering ESN, LSTM, MLP on series
 
 The experiment itself (settings, training, scoring, the table) is library code in
 :mod:`lrp_widgets.analysis.fact_or_artifact`, :mod:`lrp_widgets.analysis.focus` and
@@ -68,12 +69,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--steer", type=float, nargs="*", default=(),
                         help="with --embedded: also retrain the embedded recipe with these "
                              "steering weights")
+    parser.add_argument("--recurrent", action="store_true",
+                        help="steer recurrent models instead (benchmarks/recurrent_steering.py)")
     args = parser.parse_args(argv)
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
-    if args.embedded:
-        from benchmarks.embedded_evidence import report
-        text = report(samples=args.samples or (4 if args.tiny else 200), steer=args.steer,
-                      tiny=args.tiny, log=log)
+    if args.embedded or args.recurrent:
+        if args.embedded:
+            from benchmarks.embedded_evidence import report
+            text = report(samples=args.samples or (4 if args.tiny else 200), steer=args.steer,
+                          tiny=args.tiny, log=log)
+        else:
+            from benchmarks.recurrent_steering import report as recurrent_report
+            text = recurrent_report(tiny=args.tiny, log=log)
         print(text)
         if args.markdown:
             with open(args.markdown, "w", encoding="utf-8") as handle:

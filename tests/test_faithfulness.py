@@ -302,3 +302,27 @@ def test_classifier_for_names_the_architecture():
     from lrp_widgets.models.steering import classifier_for
     with pytest.raises(ValueError, match="architecture must be one of"):
         classifier_for("rnn", _tiny_squares()[0])
+
+
+def test_recurrent_steering_tiny_run():
+    # The --recurrent mode (benchmarks/recurrent_steering.py) at a tiny size: both tables,
+    # every model plain and steered, and the linear window reader on pulses, which reads
+    # the window perfectly well (its accuracy) yet cannot keep relevance off the noise.
+    stdout = run_benchmark("faithfulness.py", "--recurrent", "--tiny", timeout=300)
+    tables = stdout.split("climate series")
+    assert len(tables) == 2 and tables[0].startswith("pulse series")
+    for table in tables:
+        rows = rows_of(table)
+        for prefix in ("MLP 64, plain", "MLP 64, steered", "LSTM H=8, plain",
+                       "LSTM H=8, plain + 1 steered", "ESN a=0.1 (last state), ridge",
+                       "ESN a=0.1, readout + 2 steered"):
+            assert any(name.startswith(prefix) for name in rows), (prefix, list(rows))
+        assert all(0.0 <= v <= 1.0 for values in rows.values() for v in values)
+    reader = next(v for k, v in rows_of(tables[0]).items() if k.startswith("linear window"))
+    assert reader[0] >= 0.9 and reader[1] < 0.6  # accurate, yet RMA below the bar
+
+
+def rows_of(table: str) -> dict[str, list[float]]:
+    return {line.split("|")[1].strip(): [float(v) for v in line.strip("|").split("|")[1:]]
+            for line in table.splitlines() if line.startswith("| ") and "---" not in line
+            and not line.startswith("| model")}
