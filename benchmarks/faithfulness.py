@@ -30,6 +30,8 @@ explained. The ``steered`` rows show its effect.
     python benchmarks/faithfulness.py --markdown table.md  # also write the table as Markdown
     python benchmarks/faithfulness.py --tiny               # smoke run (the test suite)
     python benchmarks/faithfulness.py --datasets shapes    # only some data sets
+    python benchmarks/faithfulness.py --embedded --steer 1 3  # the embedded model's evidence
+    python benchmarks/faithfulness.py --recurrent          # steering ESN, LSTM, MLP on series
 
 The experiment itself (settings, training, scoring, the table) is library code in
 :mod:`lrp_widgets.analysis.fact_or_artifact`, :mod:`lrp_widgets.analysis.focus` and
@@ -62,7 +64,28 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     parser.add_argument("--threads", type=int, help="intra-op threads (default 1)")
     parser.add_argument("--datasets", nargs="+", choices=[spec.name for spec in DATA_SPECS],
                         help="only these data sets (default: all)")
+    parser.add_argument("--embedded", action="store_true",
+                        help="measure the embedded model instead (benchmarks/embedded_evidence.py)")
+    parser.add_argument("--steer", type=float, nargs="*", default=(),
+                        help="with --embedded: also retrain the embedded recipe with these "
+                             "steering weights")
+    parser.add_argument("--recurrent", action="store_true",
+                        help="steer recurrent models instead (benchmarks/recurrent_steering.py)")
     args = parser.parse_args(argv)
+    log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
+    if args.embedded or args.recurrent:
+        if args.embedded:
+            from benchmarks.embedded_evidence import report
+            text = report(samples=args.samples or (4 if args.tiny else 200), steer=args.steer,
+                          tiny=args.tiny, log=log)
+        else:
+            from benchmarks.recurrent_steering import report as recurrent_report
+            text = recurrent_report(tiny=args.tiny, log=log)
+        print(text)
+        if args.markdown:
+            with open(args.markdown, "w", encoding="utf-8") as handle:
+                handle.write(text + "\n")
+        return 0
 
     config = TINY if args.tiny else RunConfig()
     overrides = {key: value for key, value in (("samples", args.samples),
@@ -71,7 +94,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     config = RunConfig(**{**config.__dict__, **overrides})
     start = time.perf_counter()
     specs = [spec for spec in DATA_SPECS if not args.datasets or spec.name in args.datasets]
-    rows = run(config, specs, log=lambda message: print(message, file=sys.stderr, flush=True))
+    rows = run(config, specs, log=log)
     print(format_table(rows))
     print(f"\n{config.samples} test samples per row; total {time.perf_counter() - start:.0f} s",
           file=sys.stderr)

@@ -118,7 +118,7 @@ def _fill_and_profile(mask: torch.Tensor) -> tuple[float, float, float]:
 
 
 def test_shapes_masks_have_the_class_geometry():
-    ds = data.shapes(n=80, seed=3)
+    ds = data.shapes(n=80, seed=3, rim=0)  # the shapes' own pixels
     assert ds.classes == ["square", "circle", "triangle", "cross"]
     for mask, label in zip(ds.masks, ds.labels.tolist()):
         fill, top, bottom = _fill_and_profile(mask)
@@ -137,13 +137,42 @@ def test_shapes_masks_have_the_class_geometry():
 
 
 def test_shapes_stand_out_from_background():
-    ds = data.shapes(n=50, seed=4)
+    ds = data.shapes(n=50, seed=4, rim=0)
     assert ds.images.shape == (50, 3, 64, 64)
     assert ds.images.min() >= 0.0 and ds.images.max() <= 1.0
     brightness = ds.images.amax(1)  # largest channel of each pixel
     for i in range(len(ds)):
         background = ~(ds.masks[i] | ds.distractor_masks[i])
         assert brightness[i][ds.masks[i]].min() > brightness[i][background].max()
+
+
+def test_shapes_evidence_is_the_shape_and_its_rim():
+    bare = data.shapes(n=40, seed=6, rim=0)
+    ringed = data.shapes(n=40, seed=6)  # default rim=1
+    assert torch.equal(bare.images, ringed.images) and torch.equal(bare.labels, ringed.labels)
+    assert ringed.info["rim"] == 1 and bare.info["rim"] == 0
+    # Reference: a pixel is evidence iff some shape pixel lies within one step,
+    # diagonals included (a shifted-copy OR over the 3 x 3 neighbourhood).
+    padded = torch.nn.functional.pad(bare.masks, (1, 1, 1, 1))
+    expected = torch.zeros_like(bare.masks)
+    for dy in range(3):
+        for dx in range(3):
+            expected |= padded[:, dy:dy + 64, dx:dx + 64]
+    assert torch.equal(ringed.masks, expected)
+    rim = ringed.masks & ~bare.masks
+    brightness = ringed.images.amax(1)
+    # The rim is drawn in the background colour (only its place makes it evidence) ...
+    for i in range(len(ringed)):
+        assert (brightness[i][rim[i] & ~bare.distractor_masks[i]].max()
+                < brightness[i][bare.masks[i]].min())
+    # ... and every rim pixel touches the shape; clutter on the rim is evidence, not distractor.
+    assert not (ringed.distractor_masks & ringed.masks).any()
+    assert torch.equal(ringed.distractor_masks | (bare.distractor_masks & rim),
+                       bare.distractor_masks)
+    wide = data.shapes(n=40, seed=6, rim=2)
+    assert (wide.masks >= ringed.masks).all() and wide.masks.sum() > ringed.masks.sum()
+    with pytest.raises(ValueError, match="rim"):
+        data.shapes(n=2, rim=-1)
 
 
 def test_shapes_clutter_is_drawn_and_class_free():

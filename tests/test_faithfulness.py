@@ -162,6 +162,68 @@ def test_steering_loss_penalises_batchnorm_models_in_eval_mode():
     assert (loss - cross_entropy).item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+def test_steering_loss_on_series_by_hand():
+    # Series (N, T, F): every entry keeps its own attribution (no colour axis to sum).
+    # Linear logit 0 = sum of w * x with w = (1, 2, 3, 4) over T = 2, F = 2; x = 1, 1, 2, 2.
+    weights = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
+
+    class Series(nn.Module):
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            score = (x * weights).sum(dim=(1, 2))
+            return torch.stack([score, torch.zeros_like(score)], dim=1)
+
+    x = torch.tensor([[[1.0, 1.0], [2.0, 2.0]]])
+    label, mask = torch.tensor([0]), torch.tensor([[[False, False], [False, True]]])
+    cross_entropy = nn.functional.cross_entropy(Series()(x), label).item()
+    # Attribution (1, 2, 6, 8) as in the image case: 41 of 105 outside the mask.
+    steered, _ = steering_loss(Series(), x, label, mask, weight=2.0)
+    assert steered.item() == pytest.approx(cross_entropy + 2.0 * 41 / 105)
+
+
+def test_train_steered_on_series_moves_attribution_onto_the_window():
+    train_set, test = data.sequences(n=160, seed=0, kind="pulse", length=12, window=(2, 7),
+                                     distractor_window=(7, 12)).split(0.75)
+
+    def outside(model: nn.Module) -> float:
+        x = test.inputs.clone().requires_grad_(True)
+        logits = model(x).gather(1, test.labels[:, None]).sum()
+        (grad,) = torch.autograd.grad(logits, x)
+        return outside_share(grad * test.inputs, test.masks).mean().item()
+
+    def fresh() -> nn.Module:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            return nn.Sequential(nn.Flatten(), nn.Linear(12 * 4, 16), nn.ReLU(), nn.Linear(16, 2))
+
+    settings = dict(epochs=15, lr=1e-2, batch_size=16, seed=0)
+    plain = train_steered(fresh(), train_set, weight=0.0, **settings)
+    steered = train_steered(fresh(), train_set, weight=3.0, **settings)
+    assert models.evaluate(steered, test) >= 0.9
+    assert outside(steered) < 0.7 * outside(plain)
+
+
+def test_embedded_evidence_tiny_run(tmp_path):
+    # The --embedded mode (benchmarks/embedded_evidence.py) at a tiny size: every
+    # variant and composite is there, and relevance mass accuracy against the shape
+    # + rim mask is never below the one against the shape, a subset of it.
+    markdown = tmp_path / "embedded.md"
+    stdout = run_benchmark("faithfulness.py", "--embedded", "--tiny", "--steer", "1",
+                           "--markdown", str(markdown), timeout=300)
+    assert stdout.strip() == markdown.read_text().strip()
+    rows = {line.split("|")[1].strip(): [cell.strip() for cell in line.strip("|").split("|")[1:]]
+            for line in stdout.splitlines() if line.startswith("| ") and "---" not in line}
+    for name in ("shipped (plain training)", "random init (seed 0)",
+                 "steered, w = 1 (shape masks)"):
+        values = [float(v) for v in rows[name]]
+        assert all(0.0 <= v <= 1.0 for v in values), (name, values)
+        for shape, ringed in zip(values[1::2], values[2::2]):
+            assert ringed >= shape, (name, values)
+    for composite in ("epsilon_plus_flat", "epsilon_gamma_box", "epsilon", "epsilon_plus",
+                      "epsilon_alpha2_beta1"):
+        assert composite in rows
+    assert "outer rim" in rows and "far background (> 3 px away)" in rows
+
+
 def _tiny_squares():
     return data.squares(n=96, seed=0, size=16, square=4).split(0.75)
 
@@ -240,3 +302,27 @@ def test_classifier_for_names_the_architecture():
     from lrp_widgets.models.steering import classifier_for
     with pytest.raises(ValueError, match="architecture must be one of"):
         classifier_for("rnn", _tiny_squares()[0])
+
+
+def test_recurrent_steering_tiny_run():
+    # The --recurrent mode (benchmarks/recurrent_steering.py) at a tiny size: both tables,
+    # every model plain and steered, and the linear window reader on pulses, which reads
+    # the window perfectly well (its accuracy) yet cannot keep relevance off the noise.
+    stdout = run_benchmark("faithfulness.py", "--recurrent", "--tiny", timeout=300)
+    tables = stdout.split("climate series")
+    assert len(tables) == 2 and tables[0].startswith("pulse series")
+    for table in tables:
+        rows = rows_of(table)
+        for prefix in ("MLP 64, plain", "MLP 64, steered", "LSTM H=8, plain",
+                       "LSTM H=8, plain + 1 steered", "ESN a=0.1 (last state), ridge",
+                       "ESN a=0.1, readout + 2 steered"):
+            assert any(name.startswith(prefix) for name in rows), (prefix, list(rows))
+        assert all(0.0 <= v <= 1.0 for values in rows.values() for v in values)
+    reader = next(v for k, v in rows_of(tables[0]).items() if k.startswith("linear window"))
+    assert reader[0] >= 0.9 and reader[1] < 0.6  # accurate, yet RMA below the bar
+
+
+def rows_of(table: str) -> dict[str, list[float]]:
+    return {line.split("|")[1].strip(): [float(v) for v in line.strip("|").split("|")[1:]]
+            for line in table.splitlines() if line.startswith("| ") and "---" not in line
+            and not line.startswith("| model")}

@@ -29,7 +29,7 @@ import torch
 from torch import nn
 
 from ..analysis.focus import input_attribution, outside_share
-from ..data import Dataset
+from ..data import Dataset, SequenceDataset
 from .architectures import cnn_bn, mlp, small_cnn
 from .training import temporary_mode, train
 
@@ -52,7 +52,9 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     model : torch.nn.Module
         Classifier, usually in training mode.
     images, labels, masks : torch.Tensor
-        A batch: ``(N, C, H, W)`` inputs, ``(N,)`` classes, ``(N, H, W)`` bool evidence.
+        A batch: ``(N, C, H, W)`` inputs, ``(N,)`` classes, ``(N, H, W)`` bool evidence;
+        or series ``(N, T, F)`` with ``(N, T, F)`` evidence (every entry its own
+        attribution: there is no colour axis to sum).
     weight : float
         Weight of the penalty; 0 gives plain cross-entropy (no second backward).
 
@@ -63,8 +65,11 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     logits : torch.Tensor
         ``(N, classes)`` of the forward pass in the model's own mode.
     """
-    x = images.detach().requires_grad_(True)
-    logits = model(x)
+    series = images.ndim == 3
+    # Series get a singleton "colour" axis, so that input_attribution's sum over
+    # colour keeps every (time, feature) entry: the model sees x[:, 0].
+    x = (images.detach().unsqueeze(1).clone() if series else images.detach()).requires_grad_(True)
+    logits = model(x[:, 0] if series else x)
     loss = nn.functional.cross_entropy(logits, labels)
     if weight > 0:
         penalty_logits = logits
@@ -73,7 +78,7 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
             # gradient would then mix samples and differ from the eval-mode model
             # that gets explained. Penalise the eval-mode function instead.
             with temporary_mode(model, False):
-                penalty_logits = model(x)
+                penalty_logits = model(x[:, 0] if series else x)
         # create_graph: the penalty is differentiated again, with respect to the
         # parameters (double backpropagation).
         attribution = input_attribution(penalty_logits, x, labels, create_graph=True)
@@ -81,8 +86,8 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     return loss, logits
 
 
-def train_steered(model: nn.Module, dataset: Dataset, epochs: int, lr: float, batch_size: int,
-                  seed: int, weight: float, num_threads: int = 1) -> nn.Module:
+def train_steered(model: nn.Module, dataset: Dataset | SequenceDataset, epochs: int, lr: float,
+                  batch_size: int, seed: int, weight: float, num_threads: int = 1) -> nn.Module:
     """:func:`lrp_widgets.models.train` with :func:`steering_loss` as the objective.
 
     The same loop (optimiser, shuffling, seeding), so ``weight=0`` reproduces the
@@ -92,8 +97,9 @@ def train_steered(model: nn.Module, dataset: Dataset, epochs: int, lr: float, ba
     ----------
     model : torch.nn.Module
         Classifier, trained in place.
-    dataset : Dataset
-        Training data; its ``masks`` are the evidence the penalty keeps attribution on.
+    dataset : Dataset or SequenceDataset
+        Training data (images or series); its ``masks`` are the evidence the penalty
+        keeps attribution on.
     epochs, batch_size, seed : int
         As for :func:`lrp_widgets.models.train`.
     lr : float
@@ -109,7 +115,7 @@ def train_steered(model: nn.Module, dataset: Dataset, epochs: int, lr: float, ba
         The same model, trained, in eval mode.
     """
     def loss_fn(net: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return steering_loss(net, dataset.images[batch], dataset.labels[batch],
+        return steering_loss(net, dataset.inputs[batch], dataset.labels[batch],
                              dataset.masks[batch], weight)
     return train(model, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                  num_threads=num_threads, loss_fn=loss_fn)[0]
