@@ -82,6 +82,14 @@ def test_long_series_equal_the_reference(layers, eps):
     assert float(exp.output[2]) == pytest.approx(ref.output, rel=1e-12)
 
 
+@pytest.mark.parametrize("length", [1, 2, 3])
+def test_the_shortest_series_equal_the_reference(length):
+    rnn = models.lstm_classifier(3, 6, 4, seed=2, num_layers=2).double()
+    x = random_series(t=length, seed=length)
+    exp = Explainer(rnn, composite="epsilon").explain(x, target=0)
+    torch.testing.assert_close(exp.heatmap(), lstm_lrp(rnn.lstm, rnn.head, x, 0).heatmap, **TOL)
+
+
 class _MeanReader(nn.Module):
     """An LSTM read at every time step (the mean hidden state): relevance reaches the
     LSTM's output at all steps, so conditional selections span many steps."""
