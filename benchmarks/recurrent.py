@@ -11,6 +11,7 @@ backward through time). Best of ``--repeats`` interleaved runs, after a warm-up.
     python benchmarks/recurrent.py               # the full measurement (seconds on 2 cores)
     python benchmarks/recurrent.py --tiny        # smoke run (the test suite)
     python benchmarks/recurrent.py --artifacts   # relevance in time, measured (docs table)
+    python benchmarks/recurrent.py --threads 1   # one thread (steadier on a busy machine)
 
 Bar (issue 14): heatmap <= 3x forward + input gradient.
 """
@@ -60,13 +61,15 @@ def rows(tiny: bool) -> list[tuple[str, nn.Module, torch.Tensor]]:
 
 def speed(tiny: bool, repeats: int) -> None:
     torch.set_grad_enabled(True)
-    print(f"{'model':<22}{'forward + grad':>16}{'heatmap':>12}{'ratio':>9}   (bar <= {BAR}x)")
+    print(f"{'model':<22}{'forward + grad':>16}{'heatmap':>12}{'ratio':>9}   (bar <= {BAR}x, "
+          f"{torch.get_num_threads()} threads)")
     for label, model, x in rows(tiny):
         times = best_of({"grad": forward_and_gradient(model, x, 1),
                          "lrp": lrp_heatmap(model, x, 1)}, repeats, torch.device("cpu"))
         ratio = times["lrp"] / times["grad"]
+        verdict = "" if tiny else ("  ok" if ratio <= BAR else "  MISSED")
         print(f"{label:<22}{times['grad'] * 1e3:>13.2f} ms{times['lrp'] * 1e3:>9.2f} ms"
-              f"{ratio:>8.2f}x")
+              f"{ratio:>8.2f}x{verdict}")
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -75,8 +78,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--repeats", type=int, default=None)
     parser.add_argument("--artifacts", action="store_true",
                         help="measure relevance in time (leak, evidence windows) instead")
+    parser.add_argument("--threads", type=int, default=2,
+                        help="PyTorch threads (at most the machine's; default 2)")
     args = parser.parse_args(argv)
-    torch.set_num_threads(max(1, min(2, torch.get_num_threads())))
+    torch.set_num_threads(max(1, min(args.threads, torch.get_num_threads())))
     if args.artifacts:
         from benchmarks.recurrent_artifacts import report
         report(tiny=args.tiny)

@@ -209,12 +209,29 @@ def lstm_lrp(lstm: nn.LSTM, head: nn.Linear, x: torch.Tensor, target: int,
     """Explicit LRP backward (Arras et al. 2017) through an LSTM and a linear head on
     the last hidden state; ``x`` is one series ``(T, F)``."""
     _check_lstm(lstm)
-    x = x.double()
-    hidden = lstm.hidden_size
-    layers = _lstm_forward(lstm, x)
+    layers = _lstm_forward(lstm, x.double())
     factor, out = _readout_share(head, layers[-1]["h"][-1], target, eps)
     r_h_seq = torch.zeros_like(layers[-1]["h"])
     r_h_seq[-1] = layers[-1]["h"][-1] * factor
+    heatmap, states = _lstm_backward(lstm, layers, r_h_seq, eps)
+    return RecurrentRelevance(heatmap, states, out)
+
+
+@torch.no_grad()
+def lstm_lrp_from_states(lstm: nn.LSTM, x: torch.Tensor, r_h: torch.Tensor,
+                         eps: float = 1e-6) -> torch.Tensor:
+    """The input relevance ``(T, F)`` when the last layer's hidden states ``h_t`` are given
+    the relevance ``r_h`` ``(T, H)`` (any steps, e.g. a conditional heatmap's selection)."""
+    _check_lstm(lstm)
+    layers = _lstm_forward(lstm, x.double())
+    return _lstm_backward(lstm, layers, r_h.double(), eps)[0]
+
+
+def _lstm_backward(lstm: nn.LSTM, layers: list, r_h_seq: torch.Tensor, eps: float
+                   ) -> tuple[torch.Tensor, torch.Tensor]:
+    """From the relevance of the last layer's hidden states ``(T, H)``: the input's
+    relevance and that of the last layer's states, all paths summed."""
+    hidden = lstm.hidden_size
     states = None
     for layer in range(lstm.num_layers - 1, -1, -1):
         rec = layers[layer]
@@ -239,7 +256,7 @@ def lstm_lrp(lstm: nn.LSTM, head: nn.Linear, x: torch.Tensor, target: int,
         if states is None:
             states = r_h_total
         r_h_seq = r_input
-    return RecurrentRelevance(r_h_seq, states, out)
+    return r_h_seq, states
 
 
 def lstm_lrp_autograd(lstm: nn.LSTM, head: nn.Linear, x: torch.Tensor, target: int,
