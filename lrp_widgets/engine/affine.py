@@ -175,6 +175,28 @@ class AffineLayer:
         shape = (input_shape[0], input_shape[1] * k) + tuple(input_shape[2:])
         return torch.chunk(self.adjoint(s, weights, torch.Size(shape)), k, dim=1)
 
+    def adjoint_pair(self, s: torch.Tensor, weights: torch.Tensor,
+                     input_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two adjoints of two weights, each on its own message, in one call.
+
+        ``s`` holds the messages along axis 1, ``(N, 2, *out)``, ``weights`` the
+        weights along a new axis 0, ``(2, *weight.shape)``; the result is
+        ``(adjoint(s[:, 0], weights[0]), adjoint(s[:, 1], weights[1]))``. A convolution
+        does both as one convolution with twice the groups: its channel blocks never
+        mix, so the first half of its channels sees only the first weight, and the
+        (grouped, depthwise) layers of any kind can use it.
+        """
+        if self.spatial_dims == 0:
+            return s[:, 0] @ weights[0], s[:, 1] @ weights[1]
+        m = self.module
+        n, c_in = s.shape[0], input_shape[1]
+        shape = (n, 2 * c_in) + tuple(input_shape[2:])
+        out = torch.ops.aten.convolution_backward(
+            s.flatten(1, 2), s.new_empty(shape), weights.flatten(0, 1), None, list(m.stride),
+            list(self.padding), list(m.dilation), False, [0] * self.spatial_dims,
+            2 * m.groups, (True, False, False))[0]
+        return out[:, :c_in], out[:, c_in:]
+
     def adjoint(self, s: torch.Tensor, weight: torch.Tensor,
                 input_shape: torch.Size) -> torch.Tensor:
         """Transpose of the linear part, for a batch of messages ``s`` of shape ``(N, *out)``.

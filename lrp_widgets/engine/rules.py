@@ -32,6 +32,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .affine import AffineLayer
+from .mixed_sign import gamma_pair_propagator, positive_output
 from .stabilize import stabilize, stabilize_positive
 from .validation import fit_bound
 
@@ -132,8 +133,14 @@ class ZPlus(Rule):
         wp = layer.cached("positive", lambda: _pos(weight))
         wn = lambda: layer.cached("negative", lambda: _neg(weight))  # noqa: E731 (if needed)
         terms = _signed_terms(layer, x, [(wp, wn)])
-        denom = _forward_terms(layer, terms, bias=[_positive_bias_plus(layer, bias,
-                                                                       self.stabilizer)])[0]
+        if len(terms[0]) == 1:
+            denom = _forward_terms(layer, terms, bias=[_positive_bias_plus(
+                layer, bias, self.stabilizer)])[0]
+        else:
+            # inputs of both signs: x⁺w⁺ + x⁻w⁻ from z and one convolution of |x|
+            # (mixed_sign.py), not two; b⁺ + eps as in the other branch
+            denom = positive_output(layer, x.abs(), z, 1.0, self.stabilizer, _pos(bias),
+                                    ("zplus", self.stabilizer, self.zero_bias))
         return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
 
 
@@ -197,9 +204,12 @@ class Gamma(Rule):
         w_up, b_up = layer.cached(("gamma", g, self.zero_bias), lambda: (
             weight + g * weight.clamp(min=0),
             None if bias is None else bias + g * bias.clamp(min=0)))
-        up_terms = _signed_terms(layer, x, [(w_up, lambda: self._w_down(layer))])[0]
         if not _keeps_output(self, layer):
+            up_terms = _signed_terms(layer, x, [(w_up, lambda: self._w_down(layer))])[0]
             return self._zero_bias_propagator(layer, x, z, up_terms, w_up, b_up)
+        if _has_negative(layer, x):
+            return self._mixed_sign_propagator(layer, x, z, bias)
+        up_terms = [(x, w_up)]
         # The rule sees the layer's true output z, so where the first half applies
         # z_up >= z > 0 (the boost only adds terms of the output's sign): the
         # stabiliser is a plain + eps there, folded into the bias (no pass of its own).
@@ -213,6 +223,22 @@ class Gamma(Rule):
             d_up = z_up.clamp_min_(eps)
             return lambda r: _backward_terms(layer, [up_terms], [r / d_up], x.shape)
         return self._two_halves(layer, x, up_terms, w_up, _gamma_denominators(z, z_up, g))
+
+    def _mixed_sign_propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor,
+                               bias: Optional[torch.Tensor]) -> Propagator:
+        """Inputs of both signs: both halves with two convolutions in all, not six
+        (see mixed_sign.py); the masks and denominators are the other branch's."""
+        g, eps = self.gamma, self.stabilizer
+        x_abs = x.abs()
+        # z_up + eps = z + γ (x⁺w⁺ + x⁻w⁻ + b⁺) + eps
+        z_up = positive_output(layer, x_abs, z, g, eps, None if bias is None else g * _pos(bias),
+                               ("gamma", g, eps), z_weight=1.0)
+        if layer.positive_relevance_only:
+            # only the first half receives relevance (see propagator); inf: no second half
+            d = torch.stack([z_up.clamp_min_(eps)[0], torch.full_like(z_up[0], float("inf"))])
+        else:
+            d = _gamma_denominators(z, z_up, g)
+        return gamma_pair_propagator(layer, x, x_abs, d, g)
 
     def _w_down(self, layer: AffineLayer) -> torch.Tensor:
         """The second half's weights ``w + γ w⁻`` (only some layers need them on
@@ -431,12 +457,17 @@ def _signed_terms(layer: AffineLayer, x: torch.Tensor,
     x⁻ weight may be given as a callable, then it is only computed (and kept) when
     needed.
     """
-    if not layer.nonnegative_input and float(x.amin()) < 0:
+    if _has_negative(layer, x):
         xp, xn = x.clamp(min=0), x.clamp(max=0)
     else:
         xp, xn = x, None            # no copy needed: x equals its positive part
     return [[(xp, w_pos)] + ([(xn, w_neg() if callable(w_neg) else w_neg)] if xn is not None
                              else []) for w_pos, w_neg in weight_pairs]
+
+
+def _has_negative(layer: AffineLayer, x: torch.Tensor) -> bool:
+    """Has the input a negative entry (not excluded by the graph, as after a ReLU)?"""
+    return not layer.nonnegative_input and float(x.amin()) < 0
 
 
 def _forward_terms(layer: AffineLayer, terms: list[list[Term]],
