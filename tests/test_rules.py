@@ -222,6 +222,29 @@ def test_adjoint_pair_equals_separate_adjoints(kind):
     torch.testing.assert_close(b, layer.adjoint(s[:, 1], w.abs(), x.shape), rtol=1e-12, atol=0)
 
 
+@pytest.mark.parametrize("conv, size", [
+    (nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=4), (9, 8)),          # depthwise x2
+    (nn.Conv2d(6, 6, (5, 3), stride=(3, 2), padding=(2, 1), groups=6), (11, 7)),
+    (nn.Conv2d(4, 6, 3, stride=2, dilation=2, padding=2, groups=2), (10, 9)),
+    (nn.Conv2d(3, 3, 2, stride=2, groups=3), (7, 6)),                    # skips a row
+    (nn.Conv2d(2, 2, 3, padding=3, groups=2), (5, 5)),                   # pads past reach
+    (nn.Conv1d(4, 4, 5, stride=2, padding=2, groups=4), (12,)),
+], ids=["dw-multiplier", "dw-strides", "grouped-dilated", "dw-remainder", "wide-pad", "1d"])
+def test_grouped_adjoint_is_the_input_gradient(conv, size):
+    """Grouped convolutions take their adjoint as a convolution of the spread-out
+    messages with the flipped filters: it must be the input gradient, for every stride,
+    dilation, padding and input size (also sizes the stride does not divide)."""
+    conv = conv.double()
+    layer = AffineLayer("conv", conv)
+    x = torch.randn((1, conv.in_channels) + size, dtype=torch.float64, requires_grad=True)
+    out = conv(x)
+    s = torch.randn((3,) + tuple(out.shape[1:]), dtype=torch.float64)
+    for k in range(3):
+        grad, = torch.autograd.grad(out, x, s[k:k + 1], retain_graph=True)
+        torch.testing.assert_close(layer.adjoint(s, conv.weight.detach(), x.shape)[k:k + 1],
+                                   grad, rtol=1e-12, atol=1e-14)
+
+
 def test_adjoint_pair_linear_on_sequences():
     layer = AffineLayer("fc", nn.Linear(5, 3).double())
     w = layer.parameters()[0]
