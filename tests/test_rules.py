@@ -31,6 +31,8 @@ def layer_and_input(kind: str, bias: bool, nonneg: bool, seed: int = 0):
         module, shape = nn.Conv1d(2, 3, 3, stride=2, padding=1, bias=bias), (1, 2, 7)
     elif kind == "conv2d":
         module, shape = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=bias), (1, 2, 5, 5)
+    elif kind == "conv2d_1x1":         # pointwise: its adjoint is a matrix product
+        module, shape = nn.Conv2d(3, 4, 1, bias=bias), (1, 3, 5, 6)
     elif kind == "conv2d_depthwise":   # two filters per channel, strided (MBConv's)
         module, shape = nn.Conv2d(3, 6, 3, stride=2, padding=1, groups=3, bias=bias), (1, 3, 7, 6)
     else:  # grouped, dilated conv
@@ -125,7 +127,7 @@ RULES = [
 
 @pytest.mark.parametrize("rule", RULES, ids=repr)
 @pytest.mark.parametrize("kind", ["linear", "conv1d", "conv2d", "conv2d_grouped",
-                                  "conv2d_depthwise"])
+                                  "conv2d_depthwise", "conv2d_1x1"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("nonneg", [False, True], ids=["signed_x", "nonneg_x"])
 def test_rule_matches_matrix_reference(rule, kind, bias, nonneg):
@@ -210,7 +212,7 @@ def test_adjoint_stacked_equals_separate_adjoints(kind):
 
 
 @pytest.mark.parametrize("kind", ["linear", "conv1d", "conv2d", "conv2d_grouped",
-                                  "conv2d_depthwise"])
+                                  "conv2d_depthwise", "conv2d_1x1"])
 def test_adjoint_pair_equals_separate_adjoints(kind):
     """Two weights, each on its own message, in one call (twice the groups)."""
     layer, x = layer_and_input(kind, True, False)
@@ -229,11 +231,17 @@ def test_adjoint_pair_equals_separate_adjoints(kind):
     (nn.Conv2d(3, 3, 2, stride=2, groups=3), (7, 6)),                    # skips a row
     (nn.Conv2d(2, 2, 3, padding=3, groups=2), (5, 5)),                   # pads past reach
     (nn.Conv1d(4, 4, 5, stride=2, padding=2, groups=4), (12,)),
-], ids=["dw-multiplier", "dw-strides", "grouped-dilated", "dw-remainder", "wide-pad", "1d"])
-def test_grouped_adjoint_is_the_input_gradient(conv, size):
+    (nn.Conv2d(6, 4, 1), (5, 7)),
+    (nn.Conv2d(6, 4, 1, groups=2), (5, 7)),
+    (nn.Conv1d(3, 5, 1), (6,)),
+    (nn.Conv2d(4, 4, 1, stride=2), (5, 5)),
+], ids=["dw-multiplier", "dw-strides", "grouped-dilated", "dw-remainder", "wide-pad", "1d",
+        "1x1", "1x1-grouped", "1x1-1d", "1x1-strided"])
+def test_adjoint_is_the_input_gradient(conv, size):
     """Grouped convolutions take their adjoint as a convolution of the spread-out
-    messages with the flipped filters: it must be the input gradient, for every stride,
-    dilation, padding and input size (also sizes the stride does not divide)."""
+    messages with the flipped filters, 1x1 convolutions as a matrix product: it must be
+    the input gradient, for every stride, dilation, padding and input size (also sizes
+    the stride does not divide)."""
     conv = conv.double()
     layer = AffineLayer("conv", conv)
     x = torch.randn((1, conv.in_channels) + size, dtype=torch.float64, requires_grad=True)
@@ -358,7 +366,8 @@ def test_shortcuts_under_their_guarantees(rule, kind, bias):
 
 @pytest.mark.parametrize("rule", [Gamma(0.25), Gamma(0.0), ZPlus(), ZPlus(zero_bias=True)],
                          ids=repr)
-@pytest.mark.parametrize("kind", ["linear", "conv2d", "conv2d_grouped", "conv2d_depthwise"])
+@pytest.mark.parametrize("kind", ["linear", "conv2d", "conv2d_grouped", "conv2d_depthwise",
+                                  "conv2d_1x1"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("positive_only", [False, True], ids=["both_signs_z", "positive_z"])
 def test_mixed_sign_inputs_match_reference(rule, kind, bias, positive_only):

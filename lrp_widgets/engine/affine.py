@@ -206,6 +206,13 @@ class AffineLayer:
         """
         m = self.module
         kernel = tuple(weight.shape[2:])
+        if max(kernel) == 1 and max(m.stride) == 1 and max(self.padding) == 0:
+            # a 1x1 convolution is a matrix product per position; its transpose as one
+            # batched product is about twice as fast as the input-gradient kernel
+            c_out, c_in_g = weight.shape[:2]
+            w_t = weight.reshape(groups, c_out // groups, c_in_g).transpose(1, 2)
+            out = torch.matmul(w_t, s.reshape(s.shape[0], groups, c_out // groups, -1))
+            return out.reshape(shape)
         pads = [d * (k - 1) - p for d, k, p in zip(m.dilation, kernel, self.padding)]
         if groups > 1 and min(pads) >= 0:
             return self._adjoint_by_convolution(s, weight, shape, groups, pads)
