@@ -42,22 +42,22 @@ import torch
 
 from .affine import AffineLayer
 
-__all__ = ["positive_output", "gamma_pair_propagator", "pair_weights"]
+__all__ = ["positive_output", "gamma_denominators", "gamma_pair_propagator", "pair_weights"]
 
 
-def positive_output(layer: AffineLayer, x_abs: torch.Tensor, z: torch.Tensor, scale: float,
+def positive_output(layer: AffineLayer, x_abs: torch.Tensor, t: torch.Tensor, scale: float,
                     shift: float, extra_bias: Optional[torch.Tensor], key: object,
-                    z_weight: float = 0.0) -> torch.Tensor:
-    """``scale * P + z_weight * z + shift + extra_bias`` from the layer's output ``z``
-    (its own bias included), with one convolution of ``|x|``.
+                    t_weight: float = 0.0) -> torch.Tensor:
+    """``scale/2 (A_{|w|}(|x|) - b + t) + t_weight t + shift + extra_bias``, with one
+    convolution of ``|x|``.
 
-    ``extra_bias`` is per output channel (or None), and
-    ``P = x⁺w⁺ + x⁻w⁻`` is the positive contributions' output without bias, as
-    ``scale/2 * A_{|w|}(|x|) + scale/2 * (z - b)``: the convolution gets the weight
-    ``scale/2 |w|`` and the bias ``shift + extra_bias - scale/2 b`` (both cached per
-    parameter state under ``key``, which must name everything but the parameters they
-    depend on), so only one element-wise pass follows it.
-    The result is a fresh tensor.
+    With ``t = z``, the layer's output (its own bias ``b`` included), the first term
+    is ``scale * P``, ``P = x⁺w⁺ + x⁻w⁻`` the positive contributions' output without
+    bias. ``extra_bias`` is per output channel (or None). The convolution gets the
+    weight ``scale/2 |w|`` and the bias ``shift + extra_bias - scale/2 b`` (both cached
+    per parameter state under ``key``, which must name everything but the parameters
+    they depend on), so only one element-wise pass follows it. The result is a fresh
+    tensor.
     """
     weight, bias = layer.parameters()
     half = scale / 2.0
@@ -71,7 +71,7 @@ def positive_output(layer: AffineLayer, x_abs: torch.Tensor, z: torch.Tensor, sc
         return weight.abs() * half, c
 
     w_abs, c = layer.cached(("positive-output", key), parts)
-    return layer.apply(x_abs, w_abs, c).add_(z, alpha=half + z_weight)
+    return layer.apply(x_abs, w_abs, c).add_(t, alpha=half + t_weight)
 
 
 def pair_weights(layer: AffineLayer, first: Callable[[], torch.Tensor],
@@ -80,23 +80,42 @@ def pair_weights(layer: AffineLayer, first: Callable[[], torch.Tensor],
     return layer.cached(key, lambda: torch.stack([first(), second()]))
 
 
-def gamma_pair_propagator(layer: AffineLayer, x: torch.Tensor, x_abs: torch.Tensor,
-                          d: torch.Tensor, gamma: float
-                          ) -> Callable[[torch.Tensor], torch.Tensor]:
-    """The γ-rule's backward map on inputs of both signs, from both halves'
-    denominators ``d = [d_up; -d_down]`` (``(2, *z.shape[1:])``, +-inf where a half
-    does not apply; overwritten here).
+def gamma_denominators(layer: AffineLayer, x_abs: torch.Tensor, z: torch.Tensor, gamma: float,
+                       eps: float, bias: Optional[torch.Tensor]) -> torch.Tensor:
+    """Both halves' reciprocal denominators of the γ-rule as ``q = [sign(z)/d; 1/d]``
+    (shape ``(2, *z.shape[1:])``, zero where ``z == 0``, whose relevance is dropped).
 
-    ``S = r / d_up - r / d_down`` and ``D = r / d_up + r / d_down`` (one of the two
-    terms is zero everywhere) come from one product with the reciprocals, built once;
-    the constants ``1 + γ/2`` and ``γ/2`` are folded into the stacked weights
-    ``[w; |w|]``, so each backward pass is one product, one paired transposed map
-    and two element-wise passes.
+    The first half's ``z_up + eps`` (where ``z > 0``) and the second's
+    ``-z_down + eps`` (where ``z < 0``) are one expression of ``|z|``:
+    ``d = (γ/2) A_{|w|}(|x|) + γ (b⁺ - b/2) + eps + (1 + γ/2) |z|``, as
+    ``z_up = z + γ (P + b⁺)`` and ``z_down = z + γ (N + b⁻)`` with ``P + N = z - b``.
+    As in rules.py, ``d`` is kept at least ``|z|`` (it is, but for rounding).
     """
-    recip = d.reciprocal_()                 # 1 / inf = 0 where a half does not apply
-    q = torch.empty_like(recip)
-    torch.sub(recip[0], recip[1], out=q[0])
-    torch.add(recip[0], recip[1], out=q[1])
+    z_abs = z.abs()
+    d = positive_output(layer, x_abs, z_abs, gamma, eps,
+                        None if bias is None else gamma * bias.clamp(min=0),
+                        ("gamma", gamma, eps), t_weight=1.0)
+    # |z| where z != 0, inf where z == 0 (either zero): then 1 / max(d, .) is 0 there
+    torch.nn.functional.threshold_(z_abs, 0.0, float("inf"))
+    torch.maximum(d, z_abs, out=d)
+    q = d.new_empty((2,) + tuple(d.shape[1:]))
+    torch.reciprocal(d[0], out=q[1])
+    torch.copysign(q[1], z[0], out=q[0])
+    return q
+
+
+def gamma_pair_propagator(layer: AffineLayer, x: torch.Tensor, x_abs: torch.Tensor,
+                          q: torch.Tensor, gamma: float
+                          ) -> Callable[[torch.Tensor], torch.Tensor]:
+    """The γ-rule's backward map on inputs of both signs, from ``q`` (see
+    :func:`gamma_denominators`).
+
+    The halves' messages are ``s_up = r / d`` where ``z > 0`` and ``s_down = r / z_down
+    = -r / d`` where ``z < 0`` (zero elsewhere), so ``r q[0] = s_up + s_down = S`` and
+    ``r q[1] = s_up - s_down = D``; the constants ``1 + γ/2`` and ``γ/2``
+    are folded into the stacked weights ``[w; |w|]``, so each backward pass is one
+    product, one paired transposed map and two element-wise passes.
+    """
     weight = layer.parameters()[0]
     g = gamma
     weights = pair_weights(layer, lambda: weight * (1.0 + g / 2.0),

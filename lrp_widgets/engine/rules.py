@@ -32,7 +32,7 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .affine import AffineLayer
-from .mixed_sign import gamma_pair_propagator, positive_output
+from .mixed_sign import gamma_denominators, gamma_pair_propagator, positive_output
 from .stabilize import stabilize, stabilize_positive
 from .validation import fit_bound
 
@@ -226,19 +226,19 @@ class Gamma(Rule):
 
     def _mixed_sign_propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor,
                                bias: Optional[torch.Tensor]) -> Propagator:
-        """Inputs of both signs: both halves with two convolutions in all, not six
-        (see mixed_sign.py); the masks and denominators are the other branch's."""
+        """Inputs of both signs: both halves with two convolutions in all, not six,
+        and both denominators in one expression (see mixed_sign.py)."""
         g, eps = self.gamma, self.stabilizer
         x_abs = x.abs()
-        # z_up + eps = z + γ (x⁺w⁺ + x⁻w⁻ + b⁺) + eps
-        z_up = positive_output(layer, x_abs, z, g, eps, None if bias is None else g * _pos(bias),
-                               ("gamma", g, eps), z_weight=1.0)
         if layer.positive_relevance_only:
-            # only the first half receives relevance (see propagator); inf: no second half
-            d = torch.stack([z_up.clamp_min_(eps)[0], torch.full_like(z_up[0], float("inf"))])
-        else:
-            d = _gamma_denominators(z, z_up, g)
-        return gamma_pair_propagator(layer, x, x_abs, d, g)
+            # only the first half receives relevance (see propagator): z_up + eps,
+            # z + γ (x⁺w⁺ + x⁻w⁻ + b⁺) + eps, from z and one convolution of |x|
+            z_up = positive_output(layer, x_abs, z, g, eps, None if bias is None else
+                                   g * _pos(bias), ("gamma", g, eps), t_weight=1.0)
+            q0 = z_up.clamp_min_(eps).reciprocal_()
+            return gamma_pair_propagator(layer, x, x_abs, q0.expand((2,) + z.shape[1:]), g)
+        return gamma_pair_propagator(layer, x, x_abs,
+                                     gamma_denominators(layer, x_abs, z, g, eps, bias), g)
 
     def _w_down(self, layer: AffineLayer) -> torch.Tensor:
         """The second half's weights ``w + γ w⁻`` (only some layers need them on
