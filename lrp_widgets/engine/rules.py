@@ -32,7 +32,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .affine import AffineLayer
-from .mixed_sign import gamma_denominators, gamma_pair_propagator, positive_output
+from .mixed_sign import (gamma_denominators, gamma_pair_propagator, halves_denominators,
+                         positive_output, two_part_backward)
 from .stabilize import stabilize, stabilize_positive
 from .validation import fit_bound
 
@@ -141,6 +142,7 @@ class ZPlus(Rule):
             # (mixed_sign.py), not two; b⁺ + eps as in the other branch
             denom = positive_output(layer, x.abs(), z, 1.0, self.stabilizer, _pos(bias),
                                     ("zplus", self.stabilizer, self.zero_bias))
+            return two_part_backward(layer, terms[0], denom, x.shape, "zplus-stacked")
         return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
 
 
@@ -222,7 +224,7 @@ class Gamma(Rule):
             # clamp keeps the denominator >= eps where the relevance is zero anyway.
             d_up = z_up.clamp_min_(eps)
             return lambda r: _backward_terms(layer, [up_terms], [r / d_up], x.shape)
-        return self._two_halves(layer, x, up_terms, w_up, _gamma_denominators(z, z_up, g))
+        return self._two_halves(layer, x, up_terms, w_up, halves_denominators(z, z_up, g))
 
     def _mixed_sign_propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor,
                                bias: Optional[torch.Tensor]) -> Propagator:
@@ -309,32 +311,6 @@ def _positive_bias_plus(layer: AffineLayer, bias: Optional[torch.Tensor],
     weight = layer.parameters()[0]
     return layer.cached(("positive-bias+eps", eps, bias is None),
                         lambda: _bias_plus(_pos(bias), weight, eps))
-
-
-def _gamma_denominators(z: torch.Tensor, z_up: torch.Tensor, g: float) -> torch.Tensor:
-    """Both halves' denominators ``[d_up; -d_down]``, shape ``(2, *z.shape[1:])``,
-    from the true output ``z`` and ``z_up + eps`` (which this overwrites).
-
-    The first half applies where ``z > 0``, where ``d_up = z_up + eps >= z + eps``;
-    the second where ``z < 0``, where ``-d_down = -z_down + eps >= -z + eps``; the
-    second half's output needs no convolution: both halves' weights and biases add
-    up to ``(2 + γ)`` times the layer's own, so ``-z_down = z_up - (2 + γ) z``.
-    Where a half does not apply, its denominator is inf, so ``r / inf == 0`` drops
-    the relevance there in every backward pass without a masking pass. Six plain
-    element-wise passes build both: ``torch.where`` and masked fills with boolean
-    masks take several times longer per element on CPU.
-    """
-    d = z_up.new_empty((2,) + tuple(z.shape[1:]))
-    up, down = d[0:1], d[1:2]
-    inf = float("inf")
-    # max(z_up + eps, z) where z > 0 (the same number: z_up + eps exceeds z), else inf
-    torch.threshold(z, 0.0, inf, out=up)
-    torch.clamp(up, min=z_up, out=up)
-    # max(-z_down + eps, -z) where z < 0, else inf (-0.0 counts as no sign, as 0 does)
-    torch.neg(z, out=down)
-    torch.nn.functional.threshold_(down, 0.0, inf)
-    torch.clamp(down, min=z_up.add_(z, alpha=-(2.0 + g)), out=down)
-    return d
 
 
 def _keeps_output(rule: Rule, layer: AffineLayer) -> bool:
