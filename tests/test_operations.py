@@ -47,6 +47,19 @@ class PermuteLinear(nn.Module):
         return self.head(self.relu(x))
 
 
+class PermuteModuleLinear(PermuteLinear):
+    """The same with torchvision's Permute modules (as in ConvNeXt's blocks), whose
+    relevance is permuted back as a block, not gathered element by element."""
+
+    def __init__(self):
+        super().__init__()
+        from torchvision.ops.misc import Permute
+        self.last, self.first = Permute([0, 2, 3, 1]), Permute([0, 3, 1, 2])
+
+    def forward(self, x):
+        return self.head(self.relu(self.first(self.fc(self.last(self.conv(x))))))
+
+
 def _conv_twin(m: PermuteLinear) -> nn.Sequential:
     pw = nn.Conv2d(4, 5, 1)
     pw.weight.data = m.fc.weight.data[:, :, None, None].clone()
@@ -54,16 +67,20 @@ def _conv_twin(m: PermuteLinear) -> nn.Sequential:
     return nn.Sequential(m.conv, pw, nn.ReLU(), m.head)
 
 
+@pytest.mark.parametrize("module", [PermuteLinear, PermuteModuleLinear])
 @pytest.mark.parametrize("composite", ["epsilon", "epsilon_gamma_box"])
-def test_permute_is_rearranged_back(composite):
+def test_permute_is_rearranged_back(composite, module):
     torch.manual_seed(0)
-    model = PermuteLinear().double().eval()
+    model = module().double().eval()
     twin = _conv_twin(model).double().eval()
     comp = named_composite(composite, input_bounds=(-4, 4))
     if composite == "epsilon_gamma_box":       # same rule for the Linear and the 1x1 conv
         comp = named_composite("epsilon", input_bounds=(-4, 4))
     x = _x()
     ours, ref = Explainer(model, comp).explain(x), Explainer(twin, comp).explain(x)
+    if module is PermuteModuleLinear:
+        assert sorted(s.dims for s in ours.plan.steps if getattr(s, "dims", None)) == [
+            (0, 2, 3, 1), (0, 3, 1, 2)]
     _close(ours.heatmap(), ref.heatmap())
     _close(ours.relevance("conv"), ref.relevance("0"))
 

@@ -31,6 +31,10 @@ def layer_and_input(kind: str, bias: bool, nonneg: bool, seed: int = 0):
         module, shape = nn.Conv1d(2, 3, 3, stride=2, padding=1, bias=bias), (1, 2, 7)
     elif kind == "conv2d":
         module, shape = nn.Conv2d(2, 3, 3, stride=2, padding=1, bias=bias), (1, 2, 5, 5)
+    elif kind == "conv2d_1x1":         # pointwise: its adjoint is a matrix product
+        module, shape = nn.Conv2d(3, 4, 1, bias=bias), (1, 3, 5, 6)
+    elif kind == "conv2d_depthwise":   # two filters per channel, strided (MBConv's)
+        module, shape = nn.Conv2d(3, 6, 3, stride=2, padding=1, groups=3, bias=bias), (1, 3, 7, 6)
     else:  # grouped, dilated conv
         module, shape = nn.Conv2d(4, 2, 2, dilation=2, groups=2, bias=bias), (1, 4, 5, 4)
     module = module.double()
@@ -122,7 +126,8 @@ RULES = [
 
 
 @pytest.mark.parametrize("rule", RULES, ids=repr)
-@pytest.mark.parametrize("kind", ["linear", "conv1d", "conv2d", "conv2d_grouped"])
+@pytest.mark.parametrize("kind", ["linear", "conv1d", "conv2d", "conv2d_grouped",
+                                  "conv2d_depthwise", "conv2d_1x1"])
 @pytest.mark.parametrize("bias", [True, False])
 @pytest.mark.parametrize("nonneg", [False, True], ids=["signed_x", "nonneg_x"])
 def test_rule_matches_matrix_reference(rule, kind, bias, nonneg):
@@ -204,6 +209,57 @@ def test_adjoint_stacked_equals_separate_adjoints(kind):
     parts = layer.adjoint_stacked(s, torch.cat(weights, dim=1), 3, x.shape)
     for part, weight in zip(parts, weights):
         torch.testing.assert_close(part, layer.adjoint(s, weight, x.shape), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("kind", ["linear", "conv1d", "conv2d", "conv2d_grouped",
+                                  "conv2d_depthwise", "conv2d_1x1"])
+def test_adjoint_pair_equals_separate_adjoints(kind):
+    """Two weights, each on its own message, in one call (twice the groups)."""
+    layer, x = layer_and_input(kind, True, False)
+    w = layer.parameters()[0]
+    z = layer.apply(x, w, None)
+    s = torch.randn((4, 2) + tuple(z.shape[1:]), dtype=torch.float64)
+    a, b = layer.adjoint_pair(s, torch.stack([w, w.abs()]), x.shape)
+    torch.testing.assert_close(a, layer.adjoint(s[:, 0], w, x.shape), rtol=1e-12, atol=0)
+    torch.testing.assert_close(b, layer.adjoint(s[:, 1], w.abs(), x.shape), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("conv, size", [
+    (nn.Conv2d(4, 8, 3, stride=2, padding=1, groups=4), (9, 8)),          # depthwise x2
+    (nn.Conv2d(6, 6, (5, 3), stride=(3, 2), padding=(2, 1), groups=6), (11, 7)),
+    (nn.Conv2d(4, 6, 3, stride=2, dilation=2, padding=2, groups=2), (10, 9)),
+    (nn.Conv2d(3, 3, 2, stride=2, groups=3), (7, 6)),                    # skips a row
+    (nn.Conv2d(2, 2, 3, padding=3, groups=2), (5, 5)),                   # pads past reach
+    (nn.Conv1d(4, 4, 5, stride=2, padding=2, groups=4), (12,)),
+    (nn.Conv2d(6, 4, 1), (5, 7)),
+    (nn.Conv2d(6, 4, 1, groups=2), (5, 7)),
+    (nn.Conv1d(3, 5, 1), (6,)),
+    (nn.Conv2d(4, 4, 1, stride=2), (5, 5)),
+], ids=["dw-multiplier", "dw-strides", "grouped-dilated", "dw-remainder", "wide-pad", "1d",
+        "1x1", "1x1-grouped", "1x1-1d", "1x1-strided"])
+def test_adjoint_is_the_input_gradient(conv, size):
+    """Grouped convolutions take their adjoint as a convolution of the spread-out
+    messages with the flipped filters, 1x1 convolutions as a matrix product: it must be
+    the input gradient, for every stride, dilation, padding and input size (also sizes
+    the stride does not divide)."""
+    conv = conv.double()
+    layer = AffineLayer("conv", conv)
+    x = torch.randn((1, conv.in_channels) + size, dtype=torch.float64, requires_grad=True)
+    out = conv(x)
+    s = torch.randn((3,) + tuple(out.shape[1:]), dtype=torch.float64)
+    for k in range(3):
+        grad, = torch.autograd.grad(out, x, s[k:k + 1], retain_graph=True)
+        torch.testing.assert_close(layer.adjoint(s, conv.weight.detach(), x.shape)[k:k + 1],
+                                   grad, rtol=1e-12, atol=1e-14)
+
+
+def test_adjoint_pair_linear_on_sequences():
+    layer = AffineLayer("fc", nn.Linear(5, 3).double())
+    w = layer.parameters()[0]
+    s = torch.randn(2, 2, 7, 3, dtype=torch.float64)           # (N, pair, tokens, features)
+    a, b = layer.adjoint_pair(s, torch.stack([w, -w]), torch.Size((1, 7, 5)))
+    torch.testing.assert_close(a, s[:, 0] @ w)
+    torch.testing.assert_close(b, -(s[:, 1] @ w))
 
 
 def test_adjoint_stacked_linear_on_sequences():
@@ -306,3 +362,25 @@ def test_shortcuts_under_their_guarantees(rule, kind, bias):
     r = torch.randn((3,) + tuple(z.shape[1:]), generator=g, dtype=torch.float64) * (z > 0)
     torch.testing.assert_close(rule.propagator(layer, x, z)(r), reference(rule, layer, x, r),
                                rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rule", [Gamma(0.25), Gamma(0.0), ZPlus(), ZPlus(zero_bias=True)],
+                         ids=repr)
+@pytest.mark.parametrize("kind", ["linear", "conv2d", "conv2d_grouped", "conv2d_depthwise",
+                                  "conv2d_1x1"])
+@pytest.mark.parametrize("bias", [True, False])
+@pytest.mark.parametrize("positive_only", [False, True], ids=["both_signs_z", "positive_z"])
+def test_mixed_sign_inputs_match_reference(rule, kind, bias, positive_only):
+    """Inputs of both signs (after SiLU, GELU, LayerNorm) take the sum-and-difference form
+    of mixed_sign.py: equal to the reference, also when the graph guarantees relevance on
+    positive outputs only, and on a second, larger input (the cached weights' reuse)."""
+    layer, x0 = layer_and_input(kind, bias, nonneg=False)
+    layer.positive_relevance_only = positive_only
+    for x in (x0, 8.0 * x0 + 0.5):
+        assert x.min() < 0 < x.max()
+        z = layer.apply(x, *layer.parameters())
+        g = torch.Generator().manual_seed(3)
+        r = torch.randn((3,) + tuple(z.shape[1:]), generator=g, dtype=torch.float64)
+        r = r * ((z > 0) if positive_only else (z != 0))
+        torch.testing.assert_close(rule.propagator(layer, x, z)(r),
+                                   reference(rule, layer, x, r), rtol=1e-10, atol=1e-12)

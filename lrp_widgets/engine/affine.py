@@ -175,6 +175,81 @@ class AffineLayer:
         shape = (input_shape[0], input_shape[1] * k) + tuple(input_shape[2:])
         return torch.chunk(self.adjoint(s, weights, torch.Size(shape)), k, dim=1)
 
+    def adjoint_pair(self, s: torch.Tensor, weights: torch.Tensor,
+                     input_shape: torch.Size) -> tuple[torch.Tensor, torch.Tensor]:
+        """Two adjoints of two weights, each on its own message, in one call.
+
+        ``s`` holds the messages along axis 1, ``(N, 2, *out)``, ``weights`` the
+        weights along a new axis 0, ``(2, *weight.shape)``; the result is
+        ``(adjoint(s[:, 0], weights[0]), adjoint(s[:, 1], weights[1]))``. A convolution
+        does both as one convolution with twice the groups: its channel blocks never
+        mix, so the first half of its channels sees only the first weight, and the
+        (grouped, depthwise) layers of any kind can use it.
+        """
+        if self.spatial_dims == 0:
+            return s[:, 0] @ weights[0], s[:, 1] @ weights[1]
+        n, c_in = s.shape[0], input_shape[1]
+        shape = (n, 2 * c_in) + tuple(input_shape[2:])
+        out = self._transpose(s.flatten(1, 2), weights.flatten(0, 1), shape, 2 * self.module.groups)
+        return out[:, :c_in], out[:, c_in:]
+
+    def _transpose(self, s: torch.Tensor, weight: torch.Tensor, shape: tuple[int, ...],
+                   groups: int) -> torch.Tensor:
+        """The transposed convolution of ``s`` to an input of ``shape``.
+
+        Grouped (depthwise) convolutions run it as a plain convolution of the messages
+        (spread out on the input's grid where the layer strides) with the flipped,
+        transposed filters: CPU kernels compute a depthwise convolution several times
+        faster than its input gradient (measured: 2x for 7x7 filters, 6x for a
+        stride-2 layer, more again with twice the groups). The sums are the same;
+        only their order differs.
+        """
+        m = self.module
+        kernel = tuple(weight.shape[2:])
+        if max(kernel) == 1 and max(m.stride) == 1 and max(self.padding) == 0:
+            # a 1x1 convolution is a matrix product per position; its transpose as one
+            # batched product is about twice as fast as the input-gradient kernel
+            c_out, c_in_g = weight.shape[:2]
+            w_t = weight.reshape(groups, c_out // groups, c_in_g).transpose(1, 2)
+            out = torch.matmul(w_t, s.reshape(s.shape[0], groups, c_out // groups, -1))
+            return out.reshape(shape)
+        pads = [d * (k - 1) - p for d, k, p in zip(m.dilation, kernel, self.padding)]
+        if groups > 1 and min(pads) >= 0:
+            return self._adjoint_by_convolution(s, weight, shape, groups, pads)
+        # The same kernel autograd uses for the input gradient, without autograd's overhead.
+        # It reads only the input's shape, but makes the input contiguous first: an
+        # uninitialised tensor is (the memory is never touched), an expanded scalar
+        # would be copied out at full size on every call.
+        return torch.ops.aten.convolution_backward(
+            s, s.new_empty(shape), weight, None, list(m.stride), list(self.padding),
+            list(m.dilation), False, [0] * self.spatial_dims, groups, (True, False, False))[0]
+
+    def _adjoint_by_convolution(self, s: torch.Tensor, weight: torch.Tensor,
+                                shape: tuple[int, ...], groups: int,
+                                pads: list[int]) -> torch.Tensor:
+        """``A^T s`` as a stride-1 convolution: input position ``i`` collects
+        ``s[o] w[t]`` over ``o * stride - padding + t * dilation == i``, which is the
+        cross-correlation of ``s`` (placed at ``o * stride``) with the flipped filter,
+        padded by ``dilation * (k - 1) - padding``."""
+        m, nd = self.module, self.spatial_dims
+        c_out, c_in_g = weight.shape[:2]
+        kernel = tuple(weight.shape[2:])
+        # (C_out, C_in/g, k) -> (C_in, C_out/g, k): swap the roles within each group
+        w_t = weight.reshape((groups, c_out // groups, c_in_g) + kernel).transpose(1, 2)
+        w_t = w_t.reshape((groups * c_in_g, c_out // groups) + kernel)
+        w_t = w_t.flip(list(range(2, 2 + nd)))
+        if any(st > 1 for st in m.stride):
+            # the grid the stride-1 map needs: the input's size less the filter's reach
+            # plus both paddings (positions the forward pass skipped stay zero)
+            grid = [i - d * (k - 1) + 2 * p for i, d, k, p in
+                    zip(shape[2:], m.dilation, kernel, self.padding)]
+            spread = s.new_zeros(tuple(s.shape[:2]) + tuple(grid))
+            spread[(Ellipsis,) + tuple(slice(0, (o - 1) * st + 1, st)
+                                       for o, st in zip(s.shape[2:], m.stride))] = s
+            s = spread
+        conv = F.conv2d if nd == 2 else F.conv1d
+        return conv(s, w_t, None, 1, pads, m.dilation, groups)
+
     def adjoint(self, s: torch.Tensor, weight: torch.Tensor,
                 input_shape: torch.Size) -> torch.Tensor:
         """Transpose of the linear part, for a batch of messages ``s`` of shape ``(N, *out)``.
@@ -184,12 +259,5 @@ class AffineLayer:
         """
         if self.spatial_dims == 0:
             return s @ weight
-        m = self.module
         shape = (s.shape[0],) + tuple(input_shape[1:])
-        # The same kernel autograd uses for the input gradient, without autograd's overhead.
-        # It reads only the input's shape, but makes the input contiguous first: an
-        # uninitialised tensor is (the memory is never touched), an expanded scalar
-        # would be copied out at full size on every call.
-        return torch.ops.aten.convolution_backward(
-            s, s.new_empty(shape), weight, None, list(m.stride), list(self.padding),
-            list(m.dilation), False, [0] * self.spatial_dims, m.groups, (True, False, False))[0]
+        return self._transpose(s, weight, shape, self.module.groups)

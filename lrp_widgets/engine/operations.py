@@ -297,8 +297,10 @@ R.register(Operation(
 def _rearrange(call: Call) -> Any:
     if call.module is not None:             # torchvision's Permute module
         dims = tuple(call.module.dims)
-        return RearrangeStep(call.name, call.inputs, call.module,
+        step = RearrangeStep(call.name, call.inputs, call.module,
                              lambda t: torch.permute(t, dims))
+        step.dims = dims
+        return step
     step = RearrangeStep(call.name, call.inputs)
     step.cacheable = not call.constants
     return step

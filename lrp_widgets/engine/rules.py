@@ -32,6 +32,8 @@ from typing import Any, Callable, Optional, Sequence
 import torch
 
 from .affine import AffineLayer
+from .mixed_sign import (gamma_denominators, gamma_pair_propagator, halves_denominators,
+                         positive_output, two_part_backward)
 from .stabilize import stabilize, stabilize_positive
 from .validation import fit_bound
 
@@ -132,8 +134,15 @@ class ZPlus(Rule):
         wp = layer.cached("positive", lambda: _pos(weight))
         wn = lambda: layer.cached("negative", lambda: _neg(weight))  # noqa: E731 (if needed)
         terms = _signed_terms(layer, x, [(wp, wn)])
-        denom = _forward_terms(layer, terms, bias=[_positive_bias_plus(layer, bias,
-                                                                       self.stabilizer)])[0]
+        if len(terms[0]) == 1:
+            denom = _forward_terms(layer, terms, bias=[_positive_bias_plus(
+                layer, bias, self.stabilizer)])[0]
+        else:
+            # inputs of both signs: x⁺w⁺ + x⁻w⁻ from z and one convolution of |x|
+            # (mixed_sign.py), not two; b⁺ + eps as in the other branch
+            denom = positive_output(layer, x.abs(), z, 1.0, self.stabilizer, _pos(bias),
+                                    ("zplus", self.stabilizer, self.zero_bias))
+            return two_part_backward(layer, terms[0], denom, x.shape, "zplus-stacked")
         return lambda r: _backward_terms(layer, terms, [r / denom], x.shape)
 
 
@@ -197,9 +206,12 @@ class Gamma(Rule):
         w_up, b_up = layer.cached(("gamma", g, self.zero_bias), lambda: (
             weight + g * weight.clamp(min=0),
             None if bias is None else bias + g * bias.clamp(min=0)))
-        up_terms = _signed_terms(layer, x, [(w_up, lambda: self._w_down(layer))])[0]
         if not _keeps_output(self, layer):
+            up_terms = _signed_terms(layer, x, [(w_up, lambda: self._w_down(layer))])[0]
             return self._zero_bias_propagator(layer, x, z, up_terms, w_up, b_up)
+        if _has_negative(layer, x):
+            return self._mixed_sign_propagator(layer, x, z, bias)
+        up_terms = [(x, w_up)]
         # The rule sees the layer's true output z, so where the first half applies
         # z_up >= z > 0 (the boost only adds terms of the output's sign): the
         # stabiliser is a plain + eps there, folded into the bias (no pass of its own).
@@ -212,7 +224,23 @@ class Gamma(Rule):
             # clamp keeps the denominator >= eps where the relevance is zero anyway.
             d_up = z_up.clamp_min_(eps)
             return lambda r: _backward_terms(layer, [up_terms], [r / d_up], x.shape)
-        return self._two_halves(layer, x, up_terms, w_up, _gamma_denominators(z, z_up, g))
+        return self._two_halves(layer, x, up_terms, w_up, halves_denominators(z, z_up, g))
+
+    def _mixed_sign_propagator(self, layer: AffineLayer, x: torch.Tensor, z: torch.Tensor,
+                               bias: Optional[torch.Tensor]) -> Propagator:
+        """Inputs of both signs: both halves with two convolutions in all, not six,
+        and both denominators in one expression (see mixed_sign.py)."""
+        g, eps = self.gamma, self.stabilizer
+        x_abs = x.abs()
+        if layer.positive_relevance_only:
+            # only the first half receives relevance (see propagator): z_up + eps,
+            # z + γ (x⁺w⁺ + x⁻w⁻ + b⁺) + eps, from z and one convolution of |x|
+            z_up = positive_output(layer, x_abs, z, g, eps, None if bias is None else
+                                   g * _pos(bias), ("gamma", g, eps), t_weight=1.0)
+            q0 = z_up.clamp_min_(eps).reciprocal_()
+            return gamma_pair_propagator(layer, x, x_abs, q0.expand((2,) + z.shape[1:]), g)
+        return gamma_pair_propagator(layer, x, x_abs,
+                                     gamma_denominators(layer, x_abs, z, g, eps, bias), g)
 
     def _w_down(self, layer: AffineLayer) -> torch.Tensor:
         """The second half's weights ``w + γ w⁻`` (only some layers need them on
@@ -283,32 +311,6 @@ def _positive_bias_plus(layer: AffineLayer, bias: Optional[torch.Tensor],
     weight = layer.parameters()[0]
     return layer.cached(("positive-bias+eps", eps, bias is None),
                         lambda: _bias_plus(_pos(bias), weight, eps))
-
-
-def _gamma_denominators(z: torch.Tensor, z_up: torch.Tensor, g: float) -> torch.Tensor:
-    """Both halves' denominators ``[d_up; -d_down]``, shape ``(2, *z.shape[1:])``,
-    from the true output ``z`` and ``z_up + eps`` (which this overwrites).
-
-    The first half applies where ``z > 0``, where ``d_up = z_up + eps >= z + eps``;
-    the second where ``z < 0``, where ``-d_down = -z_down + eps >= -z + eps``; the
-    second half's output needs no convolution: both halves' weights and biases add
-    up to ``(2 + γ)`` times the layer's own, so ``-z_down = z_up - (2 + γ) z``.
-    Where a half does not apply, its denominator is inf, so ``r / inf == 0`` drops
-    the relevance there in every backward pass without a masking pass. Six plain
-    element-wise passes build both: ``torch.where`` and masked fills with boolean
-    masks take several times longer per element on CPU.
-    """
-    d = z_up.new_empty((2,) + tuple(z.shape[1:]))
-    up, down = d[0:1], d[1:2]
-    inf = float("inf")
-    # max(z_up + eps, z) where z > 0 (the same number: z_up + eps exceeds z), else inf
-    torch.threshold(z, 0.0, inf, out=up)
-    torch.clamp(up, min=z_up, out=up)
-    # max(-z_down + eps, -z) where z < 0, else inf (-0.0 counts as no sign, as 0 does)
-    torch.neg(z, out=down)
-    torch.nn.functional.threshold_(down, 0.0, inf)
-    torch.clamp(down, min=z_up.add_(z, alpha=-(2.0 + g)), out=down)
-    return d
 
 
 def _keeps_output(rule: Rule, layer: AffineLayer) -> bool:
@@ -431,12 +433,17 @@ def _signed_terms(layer: AffineLayer, x: torch.Tensor,
     x⁻ weight may be given as a callable, then it is only computed (and kept) when
     needed.
     """
-    if not layer.nonnegative_input and float(x.amin()) < 0:
+    if _has_negative(layer, x):
         xp, xn = x.clamp(min=0), x.clamp(max=0)
     else:
         xp, xn = x, None            # no copy needed: x equals its positive part
     return [[(xp, w_pos)] + ([(xn, w_neg() if callable(w_neg) else w_neg)] if xn is not None
                              else []) for w_pos, w_neg in weight_pairs]
+
+
+def _has_negative(layer: AffineLayer, x: torch.Tensor) -> bool:
+    """Has the input a negative entry (not excluded by the graph, as after a ReLU)?"""
+    return not layer.nonnegative_input and float(x.amin()) < 0
 
 
 def _forward_terms(layer: AffineLayer, terms: list[list[Term]],
