@@ -11,9 +11,9 @@ as chance level (a uniform or random-noise heatmap scores that):
 ==================================  ======  ===========  =============  ===============
 unseen ``shapes``                   chance  eps+flat     eps+gamma+box  random network
 ==================================  ======  ===========  =============  ===============
-200 samples, seed 2024              0.111   0.702        0.728          -
-50 samples, seed 2025 (here)        0.121   0.712        0.725          0.35-0.40 (eps+flat)
-50 samples, seeds 3000-3009         -       0.692-0.723  0.708-0.739    -
+200 samples, seed 2024              0.111   0.701        0.727          -
+50 samples, seed 2025 (here)        0.121   0.710        0.725          0.35-0.40 (eps+flat)
+50 samples, seeds 3000-3009         -       0.691-0.721  0.706-0.739    -
 ==================================  ======  ===========  =============  ===============
 
 The per-sample spread is about 0.08 (eps+flat) and 0.12 (eps+gamma+box), so a
