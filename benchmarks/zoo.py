@@ -24,6 +24,7 @@ import torch
 import torchvision
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from benchmarks.engine import calibrate_batchnorm  # noqa: E402
 from lrp_widgets.engine import Explainer, LRPError  # noqa: E402
 
 BOUNDS = (-3.0, 3.0)
@@ -101,6 +102,7 @@ def measure(name: str, size: int, composite: str, repeats: int) -> dict:
     row = {"family": family, "model": name, "size": size, "reference": reference}
     torch.manual_seed(0)
     model = torchvision.models.get_model(name, **BUILDER_ARGS.get(name, {})).eval()
+    calibrate_batchnorm(model, size, torch.device("cpu"))   # as trained: no underflow
     x = torch.rand(1, 3, size, size)
     try:
         explainer = Explainer(model, composite, input_bounds=BOUNDS)
