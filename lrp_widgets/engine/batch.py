@@ -1,0 +1,341 @@
+"""Batched explanations: many inputs, each explained for its own class, one forward pass
+per chunk of inputs.
+
+Explaining inputs one at a time runs the model once per input; on a CPU most of the
+time of a relevance question about a late layer is that forward pass, and it runs
+faster per input on a batch. :func:`explain_batch` (``Explainer.explain_batch``) runs
+the cached forward pass on chunks of inputs and the backward pass of every input at
+once (rows of the batch never mix), and keeps only what was asked for:
+
+* the relevance and activation of the layers in ``layers=``: the backward pass stops
+  at the lowest of them (nothing below it is computed), and the forward pass forgets
+  every output that this backward pass will not read as soon as the forward pass has
+  used it (:func:`release_schedule`), so a chunk holds little more than its largest
+  layer;
+* the heatmap with ``heatmap=True`` (then everything is kept until the backward pass).
+
+Chunks are sized so that the extra memory stays near ``max_bytes``: the first input
+runs alone and its forward pass measures what one input costs.
+
+Where a step keeps the context of one input only (the recurrent layers, Swin and MaxViT
+window attention), its backward pass cannot run on a batch: if such a step lies above
+the lowest requested layer, every input is explained on its own (the forward pass of
+those steps is batched correctly, so a layer above them still batches). The same
+happens when a model turns out to mix the inputs of a batch (a reshape or index across
+the batch axis): it is detected in the forward pass, and the inputs are explained one
+at a time. ``BatchExplanation.batched`` tells which way ran.
+"""
+from __future__ import annotations
+
+import time
+from collections import defaultdict
+from typing import Any, Optional, Sequence, Union
+
+import torch
+
+from .backward import CachedPass, channel_totals, initial_relevance, step_index
+from .errors import InputError
+from .recurrent import LSTMStep, ReservoirStep
+from .validation import check_init, check_inputs, check_targets
+from .windows import _UnitStep
+
+__all__ = ["BatchExplanation", "SampleExplanation", "explain_batch", "release_schedule",
+           "UNBATCHED_STEPS"]
+
+#: steps whose cached context holds the first input of a batch only, so that their
+#: backward pass runs on one input at a time (their forward pass is batched)
+UNBATCHED_STEPS = (ReservoirStep, LSTMStep, _UnitStep)
+
+
+class BatchExplanation:
+    """Explanations of ``N`` inputs, each for its own target, as batched tensors.
+
+    Made by :meth:`Explainer.explain_batch`; holds what was asked for there, on the
+    model's device and dtype.
+
+    Attributes
+    ----------
+    output, probabilities : Tensor
+        Logits and softmax ``(N, classes)``.
+    targets : list of int
+        The class each input is explained for.
+    computed : tuple of str
+        The layers whose relevance and activation are held (``layers=``).
+    batched : bool
+        Whether the inputs ran in batches (False: one at a time, see the module text).
+    timings : dict
+        Seconds spent in the forward and the backward passes.
+    """
+
+    def __init__(self, output: torch.Tensor, targets: list[int], computed: Sequence[str],
+                 relevance: dict[str, torch.Tensor], activation: dict[str, torch.Tensor],
+                 heatmap: Optional[torch.Tensor], axes: dict[str, int], batched: bool,
+                 timings: dict[str, float]) -> None:
+        self.output = output
+        self.probabilities = torch.softmax(output, dim=1)
+        self.targets = targets
+        self.computed = tuple(computed)
+        self._relevance, self._activation, self._heatmap = relevance, activation, heatmap
+        self._axes = axes
+        self.batched = batched
+        self.timings = timings
+
+    def __len__(self) -> int:
+        return len(self.targets)
+
+    def _held(self, layer: str) -> str:
+        if not isinstance(layer, str) or layer not in self._relevance:
+            raise InputError(f"layer {layer!r} was not computed: this batch explanation "
+                             f"holds {list(self.computed) or 'no layers'}; pass it in "
+                             "explain_batch(..., layers=[...])")
+        return layer
+
+    def heatmap(self) -> torch.Tensor:
+        """Input relevance ``(N, *input shape)``."""
+        if self._heatmap is None:
+            raise InputError("the heatmap was not computed: pass heatmap=True to "
+                             "explain_batch")
+        return self._heatmap
+
+    def relevance(self, layer: str) -> torch.Tensor:
+        """Relevance at the output of ``layer``: ``(N, *layer shape)``."""
+        return self._relevance[self._held(layer)]
+
+    def activation(self, layer: str) -> torch.Tensor:
+        """Output of ``layer`` in the forward pass: ``(N, *layer shape)``."""
+        return self._activation[self._held(layer)]
+
+    def channel_axis(self, layer: str) -> int:
+        """The channel axis of ``layer``'s output, counted without the batch axis (as
+        :meth:`Explanation.channel_axis`)."""
+        return self._axes[self._held(layer)]
+
+    def layer_shape(self, layer: str) -> tuple[int, ...]:
+        """Shape of the layer's output without the batch axis."""
+        return tuple(self.activation(layer).shape[1:])
+
+    def channel_relevance(self, layer: str) -> torch.Tensor:
+        """Relevance at ``layer`` summed over all axes but the channel axis:
+        ``(N, channels)``."""
+        return channel_totals(self.relevance(layer), self.channel_axis(layer))
+
+    def sample(self, i: int) -> "SampleExplanation":
+        """Input ``i``'s values, with :class:`Explanation`'s names and shapes."""
+        if isinstance(i, bool) or not isinstance(i, int) or not -len(self) <= i < len(self):
+            raise InputError(f"sample index must be an int in range({len(self)}), got {i!r}")
+        return SampleExplanation(self, i % len(self))
+
+    __getitem__ = sample
+
+
+class SampleExplanation:
+    """One input of a :class:`BatchExplanation` (views into its tensors)."""
+
+    def __init__(self, batch: BatchExplanation, i: int) -> None:
+        self._batch, self.index = batch, i
+        self.target = batch.targets[i]
+        self.output = batch.output[i]
+        self.probabilities = batch.probabilities[i]
+
+    def heatmap(self) -> torch.Tensor:
+        """Input relevance, shaped like one input."""
+        return self._batch.heatmap()[self.index]
+
+    def relevance(self, layer: str) -> torch.Tensor:
+        """Relevance at the output of ``layer`` (no batch axis)."""
+        return self._batch.relevance(layer)[self.index]
+
+    def activation(self, layer: str) -> torch.Tensor:
+        """Output of ``layer`` (no batch axis)."""
+        return self._batch.activation(layer)[self.index]
+
+    def channel_relevance(self, layer: str) -> torch.Tensor:
+        """``(channels,)``: relevance at ``layer`` summed over the other axes."""
+        return self._batch.channel_relevance(layer)[self.index]
+
+    def channel_axis(self, layer: str) -> int:
+        """The channel axis of ``layer``'s output (no batch axis)."""
+        return self._batch.channel_axis(layer)
+
+
+def release_schedule(plan: Any, keep: set[int]) -> dict[Any, tuple[list, list]]:
+    """What a forward pass may forget, and when: for each graph node, the graph values
+    and the step outputs (with their contexts) that no later node reads, except the
+    steps in ``keep``. See ``Explainer._forward``.
+
+    A step's output is read by the graph nodes that use any node computing it (a
+    BatchNorm merged into its layer is a second such node) and by the steps that take
+    it as an input (a ``chunk`` item is evaluated from the chunked tensor again).
+    """
+    nodes = list(plan.graph.nodes)
+    pos = {n: p for p, n in enumerate(nodes)}
+    last = {n: max([pos[u] for u in n.users] + [pos[n]]) for n in nodes}
+    step_last: dict[int, int] = {}
+    for n in nodes:
+        j = plan.node_step.get(n)
+        if j is not None:
+            step_last[j] = max(step_last.get(j, -1), last[n])
+            for k in plan.steps[j].inputs:
+                step_last[k] = max(step_last.get(k, -1), pos[n])
+    end = len(nodes) - 1 if nodes[-1].op == "output" else len(nodes)
+    schedule: dict[Any, tuple[list, list]] = defaultdict(lambda: ([], []))
+    for n in nodes[:end]:
+        j = plan.node_step.get(n)
+        if j in keep:
+            continue
+        p = last[n] if j is None else step_last[j]
+        if p < end:
+            schedule[nodes[p]][0].append(n)
+    for j, p in step_last.items():
+        if j not in keep and p < end:
+            schedule[nodes[p]][1].append(j)
+    return dict(schedule)
+
+
+def _needed(plan: Any, lowest: int) -> set[int]:
+    """The steps whose outputs a backward pass from the output down to step ``lowest``
+    reads: ``lowest`` and every step above it, and their inputs."""
+    keep = set(range(lowest, len(plan.steps)))
+    for i in range(lowest + 1, len(plan.steps)):
+        keep.update(plan.steps[i].inputs)
+    return keep
+
+
+def _layer_names(layers: Any) -> list[str]:
+    if layers is None:
+        return []
+    if isinstance(layers, str):
+        return [layers]
+    if not isinstance(layers, (list, tuple)):
+        raise InputError(f"layers must be a layer name or a list of names, "
+                         f"not {type(layers).__name__}")
+    return list(dict.fromkeys(layers))
+
+
+def explain_batch(explainer: Any, xs: Any, targets: Any = None, init: str = "logit",
+                  layers: Union[str, Sequence[str], None] = None, heatmap: bool = True,
+                  max_bytes: Optional[int] = None) -> BatchExplanation:
+    """Explain ``N`` inputs, each for its own target; see :meth:`Explainer.explain_batch`."""
+    from .explainer import DEFAULT_MAX_BYTES
+    plan = explainer.plan
+    device, dtype = explainer._device_dtype()
+    xb = check_inputs(xs, device, dtype, plan.input_layout())
+    init = check_init(init)
+    names = _layer_names(layers)
+    indices = {name: step_index(plan, name, "layers") for name in names}
+    if not isinstance(heatmap, bool):
+        raise InputError(f"heatmap must be True or False, not {heatmap!r}")
+    if not heatmap and not names:
+        raise InputError("nothing to compute: give layers=[...] or heatmap=True")
+    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
+    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
+        raise InputError(f"max_bytes must be a positive int, not {max_bytes!r}")
+    explainer._check_bounds_fit(xb)
+    lowest = 0 if heatmap else min(indices.values())
+    run = _Run(explainer, xb, targets, init, indices, heatmap, lowest)
+    batched = not explainer._mixes_batch and not any(
+        isinstance(s, UNBATCHED_STEPS) for s in plan.steps[lowest + 1:])
+    start, chunk = 0, 1
+    while start < len(xb):
+        stop = min(len(xb), start + chunk)
+        if not batched:
+            run.one_by_one(start, len(xb))
+            break
+        if stop - start == 1:
+            per_input = run.chunk(start, stop)
+            chunk = max(1, max_bytes // max(1, per_input))
+            start = stop
+            continue
+        try:
+            run.chunk(start, stop)
+        except InputError:
+            run.one_by_one(start, stop)        # a real error is raised there, named
+            explainer._mixes_batch = True      # one by one works: rows of a batch interact
+            batched = False
+        start = stop
+    return run.result(batched)
+
+
+class _Run:
+    """The state of one :func:`explain_batch` call: results filled chunk by chunk."""
+
+    def __init__(self, explainer: Any, xb: torch.Tensor, targets: Any, init: str,
+                 indices: dict[str, int], heatmap: bool, lowest: int) -> None:
+        self.explainer, self.xb, self.init = explainer, xb, init
+        self.targets_given, self.targets = targets, None
+        self.indices, self.heatmap, self.lowest = indices, heatmap, lowest
+        keep = None if heatmap else _needed(explainer.plan, lowest)
+        self.schedule = None if keep is None else release_schedule(explainer.plan, keep)
+        self.output: Optional[torch.Tensor] = None
+        self.rel: dict[str, torch.Tensor] = {}
+        self.act: dict[str, torch.Tensor] = {}
+        self.map: Optional[torch.Tensor] = None
+        self.axes: dict[str, int] = {}
+        self.chosen: list[int] = [0] * len(xb)
+        self.timings = {"forward": 0.0, "backward": 0.0}
+
+    def _targets(self, out: torch.Tensor, start: int) -> list[int]:
+        """The targets of inputs ``start:start + len(out)`` (checked once, at the first
+        output, when the number of classes is known)."""
+        if self.targets is None:
+            self.targets = check_targets(self.targets_given, len(self.xb), out.shape[1])
+        chosen = self.targets[start:start + len(out)]
+        best = out.argmax(1).tolist()
+        return [b if t is None else t for t, b in zip(chosen, best)]
+
+    def chunk(self, start: int, stop: int) -> int:
+        """Explain inputs ``start:stop`` in one forward pass; return the bytes the
+        forward pass held per input (for sizing the next chunks)."""
+        t0 = time.perf_counter()
+        try:
+            with torch.no_grad():
+                acts, ctxs = self.explainer._forward(self.xb[start:stop], self.schedule)
+        except InputError as err:
+            if stop - start > 1:
+                raise
+            raise InputError(f"xs[{start}]: {err}") from None
+        out = self.explainer._scores(acts, "xs", start)
+        self.timings["forward"] += time.perf_counter() - t0
+        targets = self._targets(out, start)
+        cached = CachedPass(self.explainer, acts, ctxs, initial_relevance(out, targets, self.init))
+        self._store(cached, out, targets, start, stop)
+        n = stop - start
+        held = sum(a.nbytes for a in acts if isinstance(a, torch.Tensor) and not a.is_meta)
+        largest = max(a.numel() * a.element_size() for a in acts if isinstance(a, torch.Tensor))
+        # the kept outputs, as much again for contexts, relevances and the rules' cached
+        # tensors, and the forward pass's working set around its largest step
+        return (2 * held) // n + 4 * largest // n
+
+    def one_by_one(self, start: int, stop: int) -> None:
+        """Explain inputs ``start:stop`` one at a time (as ``Explainer.explain`` would)."""
+        for i in range(start, stop):
+            self.chunk(i, i + 1)
+
+    def _store(self, cached: CachedPass, out: torch.Tensor, targets: list[int], start: int,
+               stop: int) -> None:
+        n = len(self.xb)
+        if self.output is None:
+            self.output = out.new_empty((n,) + tuple(out.shape[1:]))
+        self.output[start:stop] = out
+        self.chosen[start:stop] = targets
+        t0 = time.perf_counter()
+        for name, idx in sorted(self.indices.items(), key=lambda item: -item[1]):
+            r, a = cached._full_relevance(idx), cached._acts[idx]
+            if name not in self.rel:
+                self.rel[name] = r.new_empty((n,) + tuple(r.shape[1:]))
+                self.act[name] = a.new_empty((n,) + tuple(a.shape[1:]))
+                self.axes[name] = cached._feature_axes[idx]
+            self.rel[name][start:stop] = r
+            self.act[name][start:stop] = a
+        if self.heatmap:
+            r = cached._full_relevance(0)
+            if self.map is None:
+                self.map = r.new_empty((n,) + tuple(r.shape[1:]))
+            self.map[start:stop] = r
+        self.timings["backward"] += time.perf_counter() - t0
+
+    def result(self, batched: bool) -> BatchExplanation:
+        assert self.output is not None
+        order = [name for name in self.indices]
+        return BatchExplanation(self.output, self.chosen, order, self.rel, self.act, self.map,
+                                self.axes, batched, self.timings)
