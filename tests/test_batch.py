@@ -290,6 +290,7 @@ def test_chunks_follow_max_bytes_and_give_the_same_numbers(vgg_like, monkeypatch
     ({"heatmap": "yes"}, r"heatmap must be True or False"),
     ({"init": "softmax"}, r"init must be 'logit' or 'one_hot'"),
     ({"max_bytes": 0}, r"max_bytes must be a positive int"),
+    ({"chunk_size": 2.0}, r"chunk_size must be a positive int"),
 ])
 def test_bad_input_is_named(vgg_like, kwargs, match):
     explainer = Explainer(vgg_like, "epsilon_plus_flat")
@@ -329,3 +330,21 @@ def test_named_composite_gamma_is_unchanged_for_single_inputs(vgg_like):
     exp = explainer.explain(_randn(3, 32, 32))
     parts = exp.conditional_heatmaps("4", [[c] for c in range(16)])
     _close(parts.sum(0), exp.heatmap())
+
+
+def test_a_chunk_size_fills_the_last_chunk_and_equal_inputs_get_equal_bits(vgg_like,
+                                                                           monkeypatch):
+    explainer = Explainer(vgg_like, "epsilon_gamma_box", input_bounds=BOUNDS)
+    sizes, forward = [], Explainer._forward
+
+    def record(self, x, release=None):
+        sizes.append(x.shape[0])
+        return forward(self, x, release)
+    monkeypatch.setattr(Explainer, "_forward", record)
+    xs = _randn(8, 3, 32, 32)
+    xs[3] = xs[7] = xs[0]
+    batch = check_rows(explainer, xs, [2] * 8, layers=["4"], chunk_size=3)
+    assert sizes[0] == 3 and all(s in (1, 3) for s in sizes)   # 3 per chunk; 1: explain()
+    for i in (3, 7):                 # another place in the chunk, another chunk, padding
+        assert torch.equal(batch.relevance("4")[i], batch.relevance("4")[0])
+        assert torch.equal(batch.heatmap()[i], batch.heatmap()[0])

@@ -330,12 +330,12 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
         if client is None:
             for batch in todo:
                 part = run_shard(model, composite, input_bounds, layer, source, [batch], path,
-                                 n_ref, n_classes, explainer=explainer)
+                                 n_ref, n_classes, explainer=explainer, batch_size=batch_size)
                 summary = part.merge(summary)
                 advance(batch[2] - batch[1])
         elif todo:
             part = _run_on_dask(client, (model, composite, input_bounds, layer), source, todo,
-                                path, n_ref, n_classes, advance)
+                                path, n_ref, n_classes, advance, batch_size)
             summary = part.merge(summary)
     finally:
         close()
@@ -346,7 +346,7 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
 
 def _run_on_dask(client: Any, config: tuple, source: SampleSource,
                  todo: list[tuple[int, int, int]], path: Optional[str], n_ref: int,
-                 n_classes: int, advance: Callable[[int], None]) -> Summary:
+                 n_classes: int, advance: Callable[[int], None], batch_size: int) -> Summary:
     """Run the unfinished batches as shards on the cluster and merge their summaries as
     they arrive. Dask reruns the shard of a worker that dies elsewhere."""
     from distributed import as_completed
@@ -358,7 +358,8 @@ def _run_on_dask(client: Any, config: tuple, source: SampleSource,
     # Replicate the model and data set on every worker once, not once per shard.
     model_f, source_f = client.scatter([model, source], broadcast=True, hash=False)
     futures = [client.submit(run_shard, model_f, composite, input_bounds, layer, source_f,
-                             shard, path, n_ref, n_classes, pure=False) for shard in shards]
+                             shard, path, n_ref, n_classes, None, batch_size, pure=False)
+               for shard in shards]
     samples = {f.key: sum(stop - start for _, start, stop in s)
                for f, s in zip(futures, shards)}
     total: Optional[Summary] = None

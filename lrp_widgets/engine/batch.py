@@ -214,7 +214,8 @@ def _layer_names(layers: Any) -> list[str]:
 
 def explain_batch(explainer: Any, xs: Any, targets: Any = None, init: str = "logit",
                   layers: Union[str, Sequence[str], None] = None, heatmap: bool = True,
-                  max_bytes: Optional[int] = None) -> BatchExplanation:
+                  max_bytes: Optional[int] = None,
+                  chunk_size: Optional[int] = None) -> BatchExplanation:
     """Explain ``N`` inputs, each for its own target; see :meth:`Explainer.explain_batch`."""
     from .explainer import DEFAULT_MAX_BYTES
     plan = explainer.plan
@@ -227,33 +228,37 @@ def explain_batch(explainer: Any, xs: Any, targets: Any = None, init: str = "log
         raise InputError(f"heatmap must be True or False, not {heatmap!r}")
     if not heatmap and not names:
         raise InputError("nothing to compute: give layers=[...] or heatmap=True")
-    max_bytes = DEFAULT_MAX_BYTES if max_bytes is None else max_bytes
-    if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1:
-        raise InputError(f"max_bytes must be a positive int, not {max_bytes!r}")
+    max_bytes = _positive(DEFAULT_MAX_BYTES if max_bytes is None else max_bytes, "max_bytes")
+    chunk_size = None if chunk_size is None else _positive(chunk_size, "chunk_size")
     explainer._check_bounds_fit(xb)
     lowest = 0 if heatmap else min(indices.values())
     run = _Run(explainer, xb, targets, init, indices, heatmap, lowest)
     batched = not explainer._mixes_batch and not any(
         isinstance(s, UNBATCHED_STEPS) for s in plan.steps[lowest + 1:])
-    start, chunk = 0, 1
+    start, chunk = 0, chunk_size or 1
     while start < len(xb):
         stop = min(len(xb), start + chunk)
         if not batched:
             run.one_by_one(start, len(xb))
             break
-        if stop - start == 1:
-            per_input = run.chunk(start, stop)
-            chunk = max(1, max_bytes // max(1, per_input))
-            start = stop
+        if chunk_size is None and start == 0:          # the first input measures the cost
+            chunk = max(1, max_bytes // max(1, run.chunk(0, 1)))
+            start = 1
             continue
         try:
-            run.chunk(start, stop)
+            run.chunk(start, stop, chunk_size or 1)
         except InputError:
             run.one_by_one(start, stop)        # a real error is raised there, named
             explainer._mixes_batch = True      # one by one works: rows of a batch interact
             batched = False
         start = stop
     return run.result(batched)
+
+
+def _positive(value: Any, argument: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise InputError(f"{argument} must be a positive int, not {value!r}")
+    return value
 
 
 class _Run:
@@ -283,23 +288,29 @@ class _Run:
         best = out.argmax(1).tolist()
         return [b if t is None else t for t, b in zip(chosen, best)]
 
-    def chunk(self, start: int, stop: int) -> int:
-        """Explain inputs ``start:stop`` in one forward pass; return the bytes the
-        forward pass held per input (for sizing the next chunks)."""
+    def chunk(self, start: int, stop: int, rows: int = 1) -> int:
+        """Explain inputs ``start:stop`` in one forward pass of at least ``rows`` rows
+        (the last input repeated); return the bytes the forward pass held per row (for
+        sizing the next chunks)."""
         t0 = time.perf_counter()
+        xb = self.xb[start:stop]
+        if len(xb) < rows:
+            xb = torch.cat([xb, xb[-1:].expand((rows - len(xb),) + tuple(xb.shape[1:]))])
         try:
             with torch.no_grad():
-                acts, ctxs = self.explainer._forward(self.xb[start:stop], self.schedule)
+                acts, ctxs = self.explainer._forward(xb, self.schedule)
         except InputError as err:
             if stop - start > 1:
                 raise
             raise InputError(f"xs[{start}]: {err}") from None
-        out = self.explainer._scores(acts, "xs", start)
+        out = self.explainer._scores(acts, "xs", start)[:stop - start]
         self.timings["forward"] += time.perf_counter() - t0
         targets = self._targets(out, start)
-        cached = CachedPass(self.explainer, acts, ctxs, initial_relevance(out, targets, self.init))
+        targets += targets[-1:] * (len(xb) - len(targets))
+        cached = CachedPass(self.explainer, acts, ctxs,
+                            initial_relevance(acts[self.explainer.plan.output], targets, self.init))
         self._store(cached, out, targets, start, stop)
-        n = stop - start
+        n = len(xb)
         held = sum(a.nbytes for a in acts if isinstance(a, torch.Tensor) and not a.is_meta)
         largest = max(a.numel() * a.element_size() for a in acts if isinstance(a, torch.Tensor))
         # the kept outputs, as much again for contexts, relevances and the rules' cached
@@ -316,8 +327,9 @@ class _Run:
         n = len(self.xb)
         if self.output is None:
             self.output = out.new_empty((n,) + tuple(out.shape[1:]))
-        self.output[start:stop] = out
-        self.chosen[start:stop] = targets
+        k = stop - start                                 # rows past k: padding
+        self.output[start:stop] = out[:k]
+        self.chosen[start:stop] = targets[:k]
         t0 = time.perf_counter()
         for name, idx in sorted(self.indices.items(), key=lambda item: -item[1]):
             r, a = cached._full_relevance(idx), cached._acts[idx]
@@ -325,13 +337,13 @@ class _Run:
                 self.rel[name] = r.new_empty((n,) + tuple(r.shape[1:]))
                 self.act[name] = a.new_empty((n,) + tuple(a.shape[1:]))
                 self.axes[name] = cached._feature_axes[idx]
-            self.rel[name][start:stop] = r
-            self.act[name][start:stop] = a
+            self.rel[name][start:stop] = r[:k]
+            self.act[name][start:stop] = a[:k]
         if self.heatmap:
             r = cached._full_relevance(0)
             if self.map is None:
                 self.map = r.new_empty((n,) + tuple(r.shape[1:]))
-            self.map[start:stop] = r
+            self.map[start:stop] = r[:k]
         self.timings["backward"] += time.perf_counter() - t0
 
     def result(self, batched: bool) -> BatchExplanation:
