@@ -14,6 +14,7 @@ from lrp_widgets import models
 from lrp_widgets.engine import (Composite, Epsilon, Explainer, Gamma, InputError,
                                 named_composite)
 from lrp_widgets.engine.backward import CachedPass
+from lrp_widgets.engine.batch import _needed, release_schedule
 
 D = torch.float64
 BOUNDS = (-4.0, 4.0)
@@ -96,7 +97,9 @@ def test_resnet_with_batchnorm():
     torch.manual_seed(0)
     model = randomize_batchnorm(torchvision.models.resnet18(num_classes=10)).double().eval()
     explainer = Explainer(model, "epsilon_gamma_box", input_bounds=BOUNDS)
-    check_rows(explainer, _randn(3, 3, 32, 32), layers=["layer4", "layer2.0.conv1"])
+    xs = _randn(3, 3, 32, 32)
+    check_rows(explainer, xs, layers=["layer4", "layer2.0.conv1"])
+    check_rows(explainer, xs, layers=["layer3.1"], heatmap=False)   # ReLUs after sums in place
 
 
 def test_squeeze_excitation_and_hardswish():
@@ -235,6 +238,8 @@ def test_the_backward_pass_stops_at_the_lowest_layer(vgg_like, monkeypatch):
     monkeypatch.setattr(CachedPass, "_propagator", record_propagator)
     monkeypatch.setattr(Explainer, "_forward", record_forward)
     layer = explainer.plan.index("10")
+    release = release_schedule(explainer.plan, _needed(explainer.plan, layer))
+    assert sorted(release.inplace) == [2, 5]          # the ReLUs after convolutions
     explainer.explain_batch(_randn(3, 3, 32, 32), layers="10", heatmap=False)
     assert built and min(built) > layer
     for acts in forwards:          # below the layer only what the backward pass reads

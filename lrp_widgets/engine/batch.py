@@ -29,18 +29,21 @@ from __future__ import annotations
 
 import time
 from collections import defaultdict
-from typing import Any, Optional, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, Sequence, Union
 
 import torch
 
 from .backward import CachedPass, channel_totals, initial_relevance, step_index
+from .elementwise import BatchNormStep
 from .errors import InputError
 from .recurrent import LSTMStep, ReservoirStep
+from .steps import AffineStep, PassStep, SumStep
 from .validation import check_init, check_inputs, check_targets
 from .windows import _UnitStep
 
 __all__ = ["BatchExplanation", "SampleExplanation", "explain_batch", "release_schedule",
-           "UNBATCHED_STEPS"]
+           "Release", "UNBATCHED_STEPS"]
 
 #: steps whose cached context holds the first input of a batch only, so that their
 #: backward pass runs on one input at a time (their forward pass is batched)
@@ -158,10 +161,30 @@ class SampleExplanation:
         return self._batch.channel_axis(layer)
 
 
-def release_schedule(plan: Any, keep: set[int]) -> dict[Any, tuple[list, list]]:
+@dataclass
+class Release:
+    """What a forward pass over a batch may forget, and when (``Explainer._forward``).
+
+    ``after`` maps a graph node to the graph values and the steps (outputs and
+    contexts) that no later node reads; ``inplace`` maps steps to an in-place
+    version of their activation, for those whose input is a fresh tensor read by
+    nothing else (saves a buffer as large as the layer, and the time to fill it).
+    """
+
+    after: dict[Any, tuple[list, list]]
+    inplace: dict[int, Callable[[torch.Tensor], torch.Tensor]]
+
+
+#: activations with an in-place version, and the steps whose outputs are fresh
+#: tensors (never views of another tensor) that it may overwrite
+_INPLACE = {torch.relu: torch.relu_}
+_FRESH = (AffineStep, SumStep, BatchNormStep)
+
+
+def release_schedule(plan: Any, keep: set[int]) -> Release:
     """What a forward pass may forget, and when: for each graph node, the graph values
     and the step outputs (with their contexts) that no later node reads, except the
-    steps in ``keep``. See ``Explainer._forward``.
+    steps in ``keep``; and the activations that may run in place. See :class:`Release`.
 
     A step's output is read by the graph nodes that use any node computing it (a
     BatchNorm merged into its layer is a second such node) and by the steps that take
@@ -171,25 +194,34 @@ def release_schedule(plan: Any, keep: set[int]) -> dict[Any, tuple[list, list]]:
     pos = {n: p for p, n in enumerate(nodes)}
     last = {n: max([pos[u] for u in n.users] + [pos[n]]) for n in nodes}
     step_last: dict[int, int] = {}
+    step_node: dict[int, Any] = {}
     for n in nodes:
         j = plan.node_step.get(n)
         if j is not None:
             step_last[j] = max(step_last.get(j, -1), last[n])
+            step_node.setdefault(j, n)
             for k in plan.steps[j].inputs:
                 step_last[k] = max(step_last.get(k, -1), pos[n])
     end = len(nodes) - 1 if nodes[-1].op == "output" else len(nodes)
-    schedule: dict[Any, tuple[list, list]] = defaultdict(lambda: ([], []))
+    after: dict[Any, tuple[list, list]] = defaultdict(lambda: ([], []))
     for n in nodes[:end]:
         j = plan.node_step.get(n)
         if j in keep:
             continue
         p = last[n] if j is None else step_last[j]
         if p < end:
-            schedule[nodes[p]][0].append(n)
+            after[nodes[p]][0].append(n)
     for j, p in step_last.items():
         if j not in keep and p < end:
-            schedule[nodes[p]][1].append(j)
-    return dict(schedule)
+            after[nodes[p]][1].append(j)
+    inplace = {}
+    for i, step in enumerate(plan.steps):
+        fn = _INPLACE.get(getattr(step, "fn", None)) if isinstance(step, PassStep) else None
+        j = step.inputs[0] if len(step.inputs) == 1 else None
+        if fn is not None and j is not None and j not in keep and \
+                isinstance(plan.steps[j], _FRESH) and step_last[j] == pos[step_node[i]]:
+            inplace[i] = fn
+    return Release(dict(after), inplace)
 
 
 def _needed(plan: Any, lowest: int) -> set[int]:

@@ -236,19 +236,21 @@ class Explainer:
                 what = "input_bounds" if given else f"ZBox bounds of layer '{step.name}'"
                 check_bounds((rule.low, rule.high), xb, what)
 
-    def _forward(self, x: torch.Tensor, release: Optional[dict[Any, tuple[list, list]]] = None
+    def _forward(self, x: torch.Tensor, release: Any = None
                  ) -> tuple[list[torch.Tensor], list[Any]]:
         """Interpret the traced graph, keeping every step's output (and pooling switches).
 
-        ``release`` (see :func:`.batch.release_schedule`) maps a graph node to what is no
-        longer needed once it has run: graph values to forget, and steps whose output is
-        replaced by a ``meta`` tensor of its shape (no memory) and whose context is
-        dropped. Without it everything is kept, for any later backward pass.
+        ``release`` (a :class:`.batch.Release`) says what is no longer needed once a
+        graph node has run: graph values to forget, and steps whose output is replaced
+        by a ``meta`` tensor of its shape (no memory) and whose context is dropped; and
+        which activations may overwrite their input. Without it everything is kept,
+        for any later backward pass.
         """
         plan = self.plan
         acts: list[Any] = [None] * len(plan.steps)
         ctxs: list[Any] = [None] * len(plan.steps)
         env: dict[Any, Any] = {}
+        after, inplace = (release.after, release.inplace) if release is not None else ({}, {})
         for node in plan.graph.nodes:
             if node.op == "output":
                 break
@@ -261,10 +263,12 @@ class Explainer:
                 acts[idx] = env[node] = x
             elif acts[idx] is not None:             # a BatchNorm merged into its layer
                 env[node] = acts[idx]
+            elif idx in inplace:                    # its input is read by nothing else
+                env[node] = acts[idx] = inplace[idx](acts[plan.steps[idx].inputs[0]])
             else:
                 env[node] = acts[idx] = self._run_step(idx, node, env, acts, ctxs)
-            if release is not None and node in release:
-                forget, steps = release[node]
+            if node in after:
+                forget, steps = after[node]
                 for n in forget:
                     del env[n]
                 for j in steps:
