@@ -130,8 +130,8 @@ class SampleSource:
 
 
 def score_range(explainer: Explainer, source: SampleSource, layer: str, start: int,
-                stop: int, batch_size: Optional[int] = None
-                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                stop: int, batch_size: Optional[int] = None, with_classes: bool = False
+                ) -> tuple[Any, ...]:
     """Relevance scores, activation scores ``(stop - start, channels)`` and labels of
     samples ``start:stop``: each explained for its own label; the relevance score is
     ``channel_relevance(layer)``, the activation score the channel's maximum over
@@ -140,7 +140,8 @@ def score_range(explainer: Explainer, source: SampleSource, layer: str, start: i
     The samples are explained together (``Explainer.explain_batch``), in one forward
     pass of ``batch_size`` rows (default: ``stop - start``; a shorter last batch is
     filled up), so that a sample's scores do not depend on its batch and equal samples
-    tie exactly; the backward pass stops at ``layer``.
+    tie exactly; the backward pass stops at ``layer``. ``with_classes``: the number of
+    the model's classes comes fourth.
     """
     xs, labels = zip(*(source.get(i) for i in range(start, stop)))
     try:
@@ -153,8 +154,9 @@ def score_range(explainer: Explainer, source: SampleSource, layer: str, start: i
     if act.dim() > 2:                     # the channel's maximum over the other axes
         act = act.movedim(batch.channel_axis(layer) + 1, 1)
         act = act.reshape(act.shape[0], act.shape[1], -1).amax(2)
-    return (rel.double().cpu().numpy(), act.double().cpu().numpy(),
-            np.asarray(labels, np.int64))
+    scores = (rel.double().cpu().numpy(), act.double().cpu().numpy(),
+              np.asarray(labels, np.int64))
+    return scores + (int(batch.output.shape[1]),) if with_classes else scores
 
 
 def _name_samples(message: str, start: int) -> str:
