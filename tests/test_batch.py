@@ -253,14 +253,20 @@ def test_the_backward_pass_stops_at_the_lowest_layer(vgg_like, monkeypatch):
     assert min(built) == 1
 
 
-def test_chunks_follow_max_bytes_and_give_the_same_numbers(vgg_like, monkeypatch):
-    explainer = Explainer(vgg_like, "epsilon_plus_flat")
+def forward_sizes(monkeypatch) -> list[int]:
+    """Record the batch size of every forward pass."""
     sizes, forward = [], Explainer._forward
 
     def record(self, x, release=None):
         sizes.append(x.shape[0])
         return forward(self, x, release)
     monkeypatch.setattr(Explainer, "_forward", record)
+    return sizes
+
+
+def test_chunks_follow_max_bytes_and_give_the_same_numbers(vgg_like, monkeypatch):
+    explainer = Explainer(vgg_like, "epsilon_plus_flat")
+    sizes = forward_sizes(monkeypatch)
     xs = _randn(9, 3, 32, 32)
     wide = explainer.explain_batch(xs, layers="4")
     assert sizes == [1, 8]
@@ -340,12 +346,7 @@ def test_named_composite_gamma_is_unchanged_for_single_inputs(vgg_like):
 def test_a_chunk_size_fills_the_last_chunk_and_equal_inputs_get_equal_bits(vgg_like,
                                                                            monkeypatch):
     explainer = Explainer(vgg_like, "epsilon_gamma_box", input_bounds=BOUNDS)
-    sizes, forward = [], Explainer._forward
-
-    def record(self, x, release=None):
-        sizes.append(x.shape[0])
-        return forward(self, x, release)
-    monkeypatch.setattr(Explainer, "_forward", record)
+    sizes = forward_sizes(monkeypatch)
     xs = _randn(8, 3, 32, 32)
     xs[3] = xs[7] = xs[0]
     batch = check_rows(explainer, xs, [2] * 8, layers=["4"], chunk_size=3)

@@ -275,7 +275,9 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
         they share.
     batch_size : int
         Samples per batch: the unit of storage, of resumption, and of memory (one
-        batch's inputs and scores at a time). A reopened store keeps its own.
+        batch's inputs and scores, and one forward pass over them, at a time; the
+        layers below ``layer`` are forgotten as the pass moves on). A reopened store
+        keeps its own.
     progress : None, "bar" or callable(done, total)
         Called with the number of samples done (and the total) after each batch, or
         each shard with a client (``"bar"``: a progress bar).
