@@ -248,7 +248,73 @@ def explain_batch(explainer: Any, xs: Any, targets: Any = None, init: str = "log
                   layers: Union[str, Sequence[str], None] = None, heatmap: bool = True,
                   max_bytes: Optional[int] = None,
                   chunk_size: Optional[int] = None) -> BatchExplanation:
-    """Explain ``N`` inputs, each for its own target; see :meth:`Explainer.explain_batch`."""
+    """Explain ``N`` inputs, each for its own target, batched (``Explainer.explain_batch``).
+
+    Row ``i`` of every result equals ``explainer.explain(xs[i], targets[i])``'s value
+    (to float rounding); the forward pass runs on chunks of inputs, which is faster
+    per input, and only what is asked for is computed and kept.
+
+    Parameters
+    ----------
+    explainer : Explainer
+        The explainer (``self`` when called as its method).
+    xs : Tensor or list of Tensor
+        ``(N, *input shape)``, the batch axis first, or a list of ``N`` inputs as
+        ``Explainer.explain`` takes them (all of one shape).
+    targets : list of int or None, 1-d integer tensor, optional
+        One class per input (an item ``None``: its predicted class); ``None``: every
+        input for its predicted class.
+    init : {"logit", "one_hot"}
+        Relevance put on the output, as in ``Explainer.explain``.
+    layers : str or list of str, optional
+        Layers whose relevance and activation are kept. Without the heatmap the
+        backward pass stops at the lowest of them.
+    heatmap : bool
+        Also propagate to the input (the heatmap). ``False`` needs ``layers``.
+    max_bytes : int, optional
+        Memory the cached forward pass of one chunk of inputs may take, about
+        (default ``DEFAULT_MAX_BYTES``, 512 MiB); the results (``(N, ...)`` per
+        requested tensor) come on top.
+    chunk_size : int, optional
+        Inputs per forward pass instead (``max_bytes`` is then not used); the last
+        chunk is filled up with copies of its last input. With one chunk size, an
+        input's numbers do not depend on the other inputs of its chunk or where it
+        stands there: two equal inputs get equal numbers, bit for bit (on the CPU
+        kernels measured here), as ties in rankings need.
+
+    Returns
+    -------
+    BatchExplanation
+        ``heatmap()`` ``(N, *input shape)``; ``relevance(layer)``, ``activation(layer)``
+        ``(N, *layer shape)``; ``channel_relevance(layer)`` ``(N, channels)``;
+        ``channel_axis(layer)``; ``targets``, ``output``; ``sample(i)`` (or ``[i]``):
+        input ``i``'s values under ``Explanation``'s names.
+
+    Raises
+    ------
+    InputError
+        Inputs that are not a batch of real, finite numbers fitting the model (naming
+        ``xs[i]``), targets of the wrong length or type (naming ``targets[i]``),
+        unknown layers, nothing asked for.
+
+    Examples
+    --------
+    >>> from torch import nn
+    >>> from lrp_widgets.engine import Explainer
+    >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
+    >>> explainer = Explainer(model, composite="epsilon")
+    >>> xs = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
+    >>> batch = explainer.explain_batch(xs, targets=[0, 1], layers="1")
+    >>> batch.heatmap().shape, batch.channel_relevance("1").shape
+    (torch.Size([2, 3]), torch.Size([2, 4]))
+    >>> one = explainer.explain(xs[1], target=1)
+    >>> torch.allclose(batch.sample(1).heatmap(), one.heatmap())
+    True
+    >>> explainer.explain_batch(xs, targets=[0])  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lrp_widgets.engine.errors.InputError: targets has 1 entries, but there are 2 inputs: ...
+    """
     from .explainer import DEFAULT_MAX_BYTES
     plan = explainer.plan
     device, dtype = explainer._device_dtype()

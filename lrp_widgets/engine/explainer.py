@@ -10,13 +10,14 @@ layer with the selected part of its relevance and never touches the layers above
 from __future__ import annotations
 
 import time
-from typing import TYPE_CHECKING, Any, Callable, Optional, Sequence, Union
+from typing import Any, Callable, Optional, Sequence, Union
 
 import numpy as np
 import torch
 from torch import nn
 
 from .backward import CachedPass, channel_totals, initial_relevance
+from .batch import explain_batch
 from .composites import Composite, resolve_composite
 from .errors import InputError, RuleError
 from .plan import Plan, build_plan
@@ -144,73 +145,9 @@ class Explainer:
         exp.timings["forward"] = time.perf_counter() - t0
         return exp
 
-    def explain_batch(self, xs: Any, targets: Any = None, init: str = "logit",
-                      layers: Union[str, Sequence[str], None] = None, heatmap: bool = True,
-                      max_bytes: int = DEFAULT_MAX_BYTES,
-                      chunk_size: Optional[int] = None) -> "BatchExplanation":
-        """Explain ``N`` inputs, each for its own target, batched.
-
-        Row ``i`` of every result equals ``explain(xs[i], targets[i])``'s value (to
-        float rounding); the forward pass runs on chunks of inputs, which is faster
-        per input, and only what is asked for is computed and kept.
-
-        Parameters
-        ----------
-        xs : Tensor or list of Tensor
-            ``(N, *input shape)``, the batch axis first, or a list of ``N`` inputs as
-            :meth:`explain` takes them (all of one shape).
-        targets : list of int or None, 1-d integer tensor, optional
-            One class per input (an item ``None``: its predicted class); ``None``: every
-            input for its predicted class.
-        init : {"logit", "one_hot"}
-            Relevance put on the output, as in :meth:`explain`.
-        layers : str or list of str, optional
-            Layers whose relevance and activation are kept. Without the heatmap the
-            backward pass stops at the lowest of them.
-        heatmap : bool
-            Also propagate to the input (the heatmap). ``False`` needs ``layers``.
-        max_bytes : int
-            Memory the cached forward passes of one chunk of inputs may take, about;
-            the results (``(N, ...)`` per requested tensor) come on top.
-        chunk_size : int, optional
-            Inputs per forward pass instead (``max_bytes`` is then not used); the last
-            chunk is filled up with copies of its last input. With one chunk size, an
-            input's numbers do not depend on the other inputs of its chunk or where it
-            stands there: two equal inputs get equal numbers, bit for bit (on the CPU
-            kernels measured here), as ties in rankings need.
-
-        Returns
-        -------
-        BatchExplanation
-            ``heatmap()`` ``(N, *input shape)``; ``relevance(layer)``,
-            ``activation(layer)`` ``(N, *layer shape)``; ``channel_relevance(layer)``
-            ``(N, channels)``; ``channel_axis(layer)``; ``targets``, ``output``;
-            ``sample(i)`` (or ``[i]``): input ``i``'s values under
-            :class:`Explanation`'s names.
-
-        Raises
-        ------
-        InputError
-            Inputs that are not a batch of real, finite numbers fitting the model
-            (naming ``xs[i]``), targets of the wrong length or type (naming
-            ``targets[i]``), unknown layers, nothing asked for.
-
-        Examples
-        --------
-        >>> import torch
-        >>> from torch import nn
-        >>> model = nn.Sequential(nn.Linear(3, 4), nn.ReLU(), nn.Linear(4, 2))
-        >>> explainer = Explainer(model, composite="epsilon")
-        >>> xs = torch.tensor([[1.0, 2.0, 3.0], [0.5, -1.0, 2.0]])
-        >>> batch = explainer.explain_batch(xs, targets=[0, 1], layers="1")
-        >>> batch.heatmap().shape, batch.channel_relevance("1").shape
-        (torch.Size([2, 3]), torch.Size([2, 4]))
-        >>> one = explainer.explain(xs[1], target=1)
-        >>> torch.allclose(batch.sample(1).heatmap(), one.heatmap())
-        True
-        """
-        from .batch import explain_batch
-        return explain_batch(self, xs, targets, init, layers, heatmap, max_bytes, chunk_size)
+    #: Explain many inputs, each for its own target, batched: see
+    #: :func:`.batch.explain_batch` (the ``explainer`` argument is this object).
+    explain_batch = explain_batch
 
     def _scores(self, acts: list[Any], argument: Optional[str], offset: int = 0
                 ) -> torch.Tensor:
@@ -512,6 +449,3 @@ def _fetch_attr(model: nn.Module, target: str) -> Any:
 
 
 __all__ = ["Explainer", "Explanation", "DEFAULT_MAX_BYTES"]
-
-if TYPE_CHECKING:
-    from .batch import BatchExplanation
