@@ -354,34 +354,3 @@ def test_a_chunk_size_fills_the_last_chunk_and_equal_inputs_get_equal_bits(vgg_l
     for i in (3, 7):                 # another place in the chunk, another chunk, padding
         assert torch.equal(batch.relevance("4")[i], batch.relevance("4")[0])
         assert torch.equal(batch.heatmap()[i], batch.heatmap()[0])
-
-
-class _ViewNet(nn.Module):
-    """Old-style ``x.view(x.size(0), -1)``: no view of a channels-last tensor."""
-
-    def __init__(self):
-        super().__init__()
-        self.conv, self.fc = nn.Conv2d(3, 4, 3), nn.Linear(4 * 6 * 6, 3)
-
-    def forward(self, x):
-        x = torch.relu(self.conv(x))
-        return self.fc(x.view(x.size(0), -1))
-
-
-@pytest.mark.parametrize("make", [lambda: randomize_batchnorm(small_cnn()), _ViewNet])
-def test_float32_images_run_channels_last_and_agree_at_float32_rounding(make):
-    torch.manual_seed(0)
-    model = make().eval()
-    explainer = Explainer(model, "epsilon_plus_flat")
-    size = 32 if isinstance(model, nn.Sequential) else 8
-    xs = torch.rand(5, 3, size, size, generator=torch.Generator().manual_seed(2))
-    layer = explainer.layers[-2]
-    batch = explainer.explain_batch(xs, layers=layer)
-    assert batch.batched and not explainer._mixes_batch
-    assert explainer._channels_last == isinstance(model, nn.Sequential)
-    for i in range(5):
-        one = explainer.explain(xs[i], batch.targets[i])
-        for got, want in ((batch.heatmap()[i], one.heatmap()),
-                          (batch.relevance(layer)[i], one.relevance(layer))):
-            torch.testing.assert_close(got, want, rtol=1e-4,
-                                       atol=1e-5 * float(want.abs().max()))

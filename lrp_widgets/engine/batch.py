@@ -346,9 +346,6 @@ def explain_batch(explainer: Any, xs: Any, targets: Any = None, init: str = "log
         try:
             run.chunk(start, stop, chunk_size or 1)
         except InputError:
-            if run.channels_last:              # a view the model takes needs the usual layout
-                run.channels_last = explainer._channels_last = False
-                continue
             run.one_by_one(start, stop)        # a real error is raised there, named
             explainer._mixes_batch = True      # one by one works: rows of a batch interact
             batched = False
@@ -370,11 +367,6 @@ class _Run:
         self.explainer, self.xb, self.init = explainer, xb, init
         self.targets_given, self.targets = targets, None
         self.indices, self.heatmap, self.lowest = indices, heatmap, lowest
-        # Convolutions of float32 images on the CPU run about a quarter faster on
-        # channels-last tensors (oneDNN's layout; the model itself is not touched).
-        # Every later step keeps or undoes that layout by itself.
-        self.channels_last = explainer._channels_last and xb.dim() == 4 and \
-            xb.dtype == torch.float32 and xb.device.type == "cpu"
         keep = None if heatmap else _needed(explainer.plan, lowest)
         self.schedule = None if keep is None else release_schedule(explainer.plan, keep)
         self.output: Optional[torch.Tensor] = None
@@ -402,8 +394,6 @@ class _Run:
         xb = self.xb[start:stop]
         if len(xb) < rows:
             xb = torch.cat([xb, xb[-1:].expand((rows - len(xb),) + tuple(xb.shape[1:]))])
-        if self.channels_last and len(xb) > 1:
-            xb = xb.contiguous(memory_format=torch.channels_last)
         try:
             with torch.no_grad():
                 acts, ctxs = self.explainer._forward(xb, self.schedule)

@@ -75,9 +75,7 @@ class Explainer:
         self.plan: Plan = build_plan(model, canonize)
         self.rules = self._assign_rules()
         mark_positive_relevance(self.plan, self.rules)
-        # what explain_batch learns about the model: rows of a batch interact; a view
-        # in it needs the usual memory layout
-        self._mixes_batch, self._channels_last = False, True
+        self._mixes_batch = False       # set by explain_batch if rows of a batch interact
 
     @property
     def layers(self) -> list[str]:
