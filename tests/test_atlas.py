@@ -99,6 +99,17 @@ def test_summary_merge_is_exact_in_any_order():
         np.testing.assert_allclose(merged.class_sum, whole.class_sum, rtol=1e-12)
 
 
+def count_explained(monkeypatch) -> list[int]:
+    """Record how many samples each explain / explain_batch call explains."""
+    calls: list[int] = []
+    one, many = Explainer.explain, Explainer.explain_batch
+    monkeypatch.setattr(Explainer, "explain",
+                        lambda self, x, **kw: calls.append(1) or one(self, x, **kw))
+    monkeypatch.setattr(Explainer, "explain_batch", lambda self, xs, *args, **kw:
+                        calls.append(len(xs)) or many(self, xs, *args, **kw))
+    return calls
+
+
 def test_store_equals_memory_and_reopens_without_recomputing(model, ds, tmp_path, monkeypatch):
     path = tmp_path / "atlas.zarr"
     memory = concept_atlas(model, LAYER, ds, n_ref=4, batch_size=4)
@@ -106,12 +117,9 @@ def test_store_equals_memory_and_reopens_without_recomputing(model, ds, tmp_path
     import zarr
     group = zarr.open_group(str(path), mode="r")
     assert group["relevance"].chunks == (4, 32) and group["done"][:].all()
-    calls = []
-    original = Explainer.explain
-    monkeypatch.setattr(Explainer, "explain",
-                        lambda self, x, **kw: calls.append(1) or original(self, x, **kw))
+    calls = count_explained(monkeypatch)
     reopened = concept_atlas(model, LAYER, ds, n_ref=4, batch_size=8, store=path)
-    assert len(calls) == 1                    # the first sample, to check it fits the model
+    assert sum(calls) == 1                    # the first sample, to check it fits the model
     for c in range(32):
         for by in ("relevance", "activation"):
             assert memory.top(c, by) == stored.top(c, by) == reopened.top(c, by)
@@ -140,14 +148,11 @@ def test_an_interrupted_run_resumes_and_loses_nothing(model, ds, tmp_path, monke
         concept_atlas(model, LAYER, ds, n_ref=4, batch_size=4, store=path,
                       progress=stop_after_two_batches)
     assert seen == [4, 8]
-    calls = []
-    original = Explainer.explain
-    monkeypatch.setattr(Explainer, "explain",
-                        lambda self, x, **kw: calls.append(1) or original(self, x, **kw))
+    calls = count_explained(monkeypatch)
     progress = []
     resumed = concept_atlas(model, LAYER, ds, n_ref=4, batch_size=4, store=path,
                             progress=lambda d, t: progress.append((d, t)))
-    assert len(calls) == 1 + 21 - 8           # the probe, then only the unfinished samples
+    assert sum(calls) == 1 + 21 - 8           # the probe, then only the unfinished samples
     assert progress[0] == (4, 21) and progress[-1] == (21, 21)
     monkeypatch.undo()
     fresh = concept_atlas(model, LAYER, ds, n_ref=4, batch_size=4)

@@ -35,6 +35,7 @@ True
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Optional, Union
 
 import numpy as np
@@ -42,7 +43,7 @@ import torch
 from torch import nn
 
 from ..engine import Composite, Explainer, InputError
-from .atlas_shards import SampleSource, Summary, run_shard
+from .atlas_shards import SampleSource, Summary, run_shard, score_range
 from .atlas_store import AtlasStore, check_fingerprint, check_store_path, fingerprint
 from .receptive_fields import ReceptiveField, receptive_field
 from .unit_maps import Progress, _progress_callback
@@ -299,7 +300,9 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
         they share.
     batch_size : int
         Samples per batch: the unit of storage, of resumption, and of memory (one
-        batch's inputs and scores at a time). A reopened store keeps its own.
+        batch's inputs and scores, and one forward pass over them, at a time; the
+        layers below ``layer`` are forgotten as the pass moves on). A reopened store
+        keeps its own.
     progress : None, "bar" or callable(done, total)
         Called with the number of samples done (and the total) after each batch, or
         each shard with a client (``"bar"``: a progress bar).
@@ -321,13 +324,22 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
         raise InputError(f"layer {layer!r} is not a layer that can be conditioned; choose one "
                          f"of {', '.join(explainer.layers)}")
     source = SampleSource(dataset)
-    x0, y0 = source.get(0)
-    try:
-        exp0 = explainer.explain(x0, target=y0)
-    except InputError as err:
-        raise InputError(f"dataset[0]: {err}") from None
-    n, channels = len(source), exp0.layer_shape(layer)[0]
-    n_classes = int(exp0.output.shape[0])
+    n, first = len(source), None
+    if client is None and (store is None or not (Path(check_store_path(store)) /
+                                                 "zarr.json").exists()):
+        # a fresh in-process run: the first batch tells the layer's and the output's
+        # sizes, and is kept as the first result (no forward pass of its own to learn them)
+        first = score_range(explainer, source, layer, 0, min(n, batch_size), batch_size,
+                            with_classes=True)
+        channels, n_classes = first[0].shape[1], first[3]
+    else:
+        x0, y0 = source.get(0)
+        try:
+            exp0 = explainer.explain(x0, target=y0)
+        except InputError as err:
+            raise InputError(f"dataset[0]: {err}") from None
+        channels = exp0.layer_shape(layer)[exp0.channel_axis(layer)]
+        n_classes = int(exp0.output.shape[0])
     report, close = _progress_callback(progress, "atlas")
     path: Optional[str] = None
     fp = fingerprint(model, layer, composite, input_bounds, source)
@@ -351,15 +363,21 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
 
     try:
         summary = _summarise_done(st, done, n_ref, advance) if done else None
+        if first is not None and todo and todo[0] == (0, 0, len(first[0])):
+            if path is not None:
+                st.write(0, 0, *first[:3])
+            summary = Summary.of(0, *first[:3], n_ref, n_classes).merge(summary)
+            advance(len(first[0]))
+            todo = todo[1:]
         if client is None:
             for batch in todo:
                 part = run_shard(model, composite, input_bounds, layer, source, [batch], path,
-                                 n_ref, n_classes, explainer=explainer)
+                                 n_ref, n_classes, explainer=explainer, batch_size=batch_size)
                 summary = part.merge(summary)
                 advance(batch[2] - batch[1])
         elif todo:
             part = _run_on_dask(client, (model, composite, input_bounds, layer), source, todo,
-                                path, n_ref, n_classes, advance)
+                                path, n_ref, n_classes, advance, batch_size)
             summary = part.merge(summary)
     finally:
         close()
@@ -370,7 +388,7 @@ def concept_atlas(model: nn.Module, layer: str, dataset: Any, n_ref: int = 8,
 
 def _run_on_dask(client: Any, config: tuple, source: SampleSource,
                  todo: list[tuple[int, int, int]], path: Optional[str], n_ref: int,
-                 n_classes: int, advance: Callable[[int], None]) -> Summary:
+                 n_classes: int, advance: Callable[[int], None], batch_size: int) -> Summary:
     """Run the unfinished batches as shards on the cluster and merge their summaries as
     they arrive. Dask reruns the shard of a worker that dies elsewhere."""
     from distributed import as_completed
@@ -382,7 +400,8 @@ def _run_on_dask(client: Any, config: tuple, source: SampleSource,
     # Replicate the model and data set on every worker once, not once per shard.
     model_f, source_f = client.scatter([model, source], broadcast=True, hash=False)
     futures = [client.submit(run_shard, model_f, composite, input_bounds, layer, source_f,
-                             shard, path, n_ref, n_classes, pure=False) for shard in shards]
+                             shard, path, n_ref, n_classes, None, batch_size, pure=False)
+               for shard in shards]
     samples = {f.key: sum(stop - start for _, start, stop in s)
                for f, s in zip(futures, shards)}
     total: Optional[Summary] = None

@@ -22,6 +22,7 @@ Examples
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any, Optional, Sequence
 
@@ -129,31 +130,50 @@ class SampleSource:
 
 
 def score_range(explainer: Explainer, source: SampleSource, layer: str, start: int,
-                stop: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                stop: int, batch_size: Optional[int] = None, with_classes: bool = False
+                ) -> tuple[Any, ...]:
     """Relevance scores, activation scores ``(stop - start, channels)`` and labels of
     samples ``start:stop``: each explained for its own label; the relevance score is
     ``channel_relevance(layer)``, the activation score the channel's maximum over
-    positions (a dense layer's value itself)."""
-    rel, act, labels = [], [], []
-    for i in range(start, stop):
-        x, y = source.get(i)
-        try:
-            exp = explainer.explain(x, target=y)
-        except InputError as err:
-            raise InputError(f"dataset[{i}]: {err}") from None
-        a = exp.activation(layer)
-        rel.append(exp.channel_relevance(layer).double().cpu().numpy())
-        a = a.movedim(exp.channel_axis(layer), 0) if a.dim() > 1 else a
-        act.append((a.reshape(a.shape[0], -1).amax(1) if a.dim() > 1 else a)
-                   .double().cpu().numpy())
-        labels.append(y)
-    return np.stack(rel), np.stack(act), np.asarray(labels, np.int64)
+    positions (a dense layer's value itself).
+
+    The samples are explained together (``Explainer.explain_batch``), in one forward
+    pass of ``batch_size`` rows (default: ``stop - start``; a shorter last batch is
+    filled up), so that a sample's scores do not depend on its batch and equal samples
+    tie exactly; the backward pass stops at ``layer``. ``with_classes``: the number of
+    the model's classes comes fourth.
+    """
+    xs, labels = zip(*(source.get(i) for i in range(start, stop)))
+    try:
+        batch = explainer.explain_batch(list(xs), list(labels), layers=layer, heatmap=False,
+                                        chunk_size=batch_size or stop - start)
+    except InputError as err:
+        raise InputError(_name_samples(str(err), start)) from None
+    rel = batch.channel_relevance(layer)
+    act = batch.activation(layer)
+    if act.dim() > 2:                     # the channel's maximum over the other axes
+        act = act.movedim(batch.channel_axis(layer) + 1, 1)
+        act = act.reshape(act.shape[0], act.shape[1], -1).amax(2)
+    scores = (rel.double().cpu().numpy(), act.double().cpu().numpy(),
+              np.asarray(labels, np.int64))
+    return scores + (int(batch.output.shape[1]),) if with_classes else scores
+
+
+def _name_samples(message: str, start: int) -> str:
+    """An explain_batch message about ``xs[k]`` / ``targets[k]`` in terms of the data set:
+    ``dataset[start + k]`` and its label."""
+    message = re.sub(r"targets\[(\d+)\]", lambda m: f"the label of dataset[{start + int(m[1])}]",
+                     message)
+    named = re.sub(r"xs\[(\d+)\]", lambda m: f"dataset[{start + int(m[1])}]", message)
+    return named if named != message or "dataset[" in message else \
+        f"dataset[{start}:]: {message}"
 
 
 def run_shard(model: torch.nn.Module, composite: Any, input_bounds: Any, layer: str,
               source: SampleSource, batches: Sequence[tuple[int, int, int]],
               store_path: Optional[str], n: int, n_classes: int,
-              explainer: Optional[Explainer] = None) -> Summary:
+              explainer: Optional[Explainer] = None,
+              batch_size: Optional[int] = None) -> Summary:
     """Score the ``(batch number, start, stop)`` batches of one shard and summarise them.
 
     With a store, each finished batch is written (and marked done) at once, and a batch
@@ -169,7 +189,7 @@ def run_shard(model: torch.nn.Module, composite: Any, input_bounds: Any, layer: 
         if store is not None and store.is_done(b):
             rel, act, labels = store.read(start, stop)
         else:
-            rel, act, labels = score_range(explainer, source, layer, start, stop)
+            rel, act, labels = score_range(explainer, source, layer, start, stop, batch_size)
             if store is not None:
                 store.write(b, start, rel, act, labels)
         part = Summary.of(start, rel, act, labels, n, n_classes)

@@ -16,12 +16,14 @@ from .attention import AttnLRP, CPLRP, MatMul, ScaledDotProductAttention
 from .composites import COMPOSITE_NAMES, Composite, Mean, Sum, named_composite
 from .errors import InputError, LRPError, RuleError, UnsupportedLayerError
 from .explainer import DEFAULT_MAX_BYTES, Explainer, Explanation
+from .batch import BatchExplanation
 from .plan import SUPPORTED
 from .validation import check_bounds, check_channels, check_target
 from .rules import AlphaBeta, Epsilon, Flat, Gamma, Norm, Pass, Rule, WSquare, ZBox, ZPlus
 
 __all__ = [
-    "Explainer", "Explanation", "Composite", "named_composite", "COMPOSITE_NAMES", "Sum",
+    "Explainer", "Explanation", "BatchExplanation", "Composite", "named_composite",
+    "COMPOSITE_NAMES", "Sum",
     "Mean", "AttnLRP", "CPLRP", "MatMul", "ScaledDotProductAttention",
     "Rule", "Epsilon", "Gamma", "AlphaBeta", "ZPlus", "ZBox", "Flat", "WSquare", "Pass", "Norm",
     "LRPError", "UnsupportedLayerError", "InputError", "SUPPORTED", "DEFAULT_MAX_BYTES",

@@ -330,7 +330,12 @@ class MatMulStep(AttentionStep):
 
     def forward(self, xs, call):
         out = self.fn(*xs)
-        if out.shape[0] != 1:
+        n = xs[0].shape[0]
+        # the inputs of a batch stay apart: the batch axis first everywhere and, for
+        # matmul, operands of as many axes, at least 3 (else broadcasting or the
+        # contraction would meet the batch axis; einsum's equation keeps it apart)
+        if out.shape[0] != n or any(x.shape[0] != n for x in xs) or (
+                n > 1 and self.fn is torch.matmul and not 3 <= xs[0].dim() == xs[1].dim()):
             raise ValueError(f"'{self.name}' mixes the batch axis")
         return out, None
 

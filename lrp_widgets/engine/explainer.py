@@ -9,7 +9,6 @@ layer with the selected part of its relevance and never touches the layers above
 """
 from __future__ import annotations
 
-import difflib
 import time
 from typing import Any, Callable, Optional, Sequence, Union
 
@@ -17,15 +16,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from .backward import CachedPass, channel_totals, initial_relevance
+from .batch import explain_batch
 from .composites import Composite, resolve_composite
 from .errors import InputError, RuleError
 from .plan import Plan, build_plan
-from .layout import feature_axes
 from .relevance_support import mark_positive_relevance
 from .rules import ZBox
 from .steps import InputStep, StepPropagator
 from .selections import SelectionMasks
-from .validation import check_bounds, check_input, check_target
+from .validation import check_bounds, check_init, check_input, check_target
 
 Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
 
@@ -75,6 +75,7 @@ class Explainer:
         self.plan: Plan = build_plan(model, canonize)
         self.rules = self._assign_rules()
         mark_positive_relevance(self.plan, self.rules)
+        self._mixes_batch = False       # set by explain_batch if rows of a batch interact
 
     @property
     def layers(self) -> list[str]:
@@ -132,23 +133,37 @@ class Explainer:
         """
         device, dtype = self._device_dtype()
         xb = check_input(x, device, dtype, self.plan.input_layout())
-        if init not in ("logit", "one_hot"):
-            raise InputError(f"init must be 'logit' or 'one_hot', not {init!r}")
+        init = check_init(init)
         self._check_bounds_fit(xb)
         t0 = time.perf_counter()
         with torch.no_grad():
             acts, ctxs = self._forward(xb)
-        out = acts[self.plan.output]
-        if out.dim() != 2 or out.shape[0] != 1:
-            raise InputError(f"the model's output has shape {tuple(out.shape)}; lrp_widgets "
-                             "expects scores of shape (1, classes)")
-        if not torch.isfinite(out).all():
-            raise InputError("the model's output contains NaN or inf for this input")
+        out = self._scores(acts, None)
         target = check_target(target, out.shape[1])
         target = int(out[0].argmax()) if target is None else target
         exp = Explanation(self, xb, acts, ctxs, target, init)
         exp.timings["forward"] = time.perf_counter() - t0
         return exp
+
+    #: Explain many inputs, each for its own target, batched: see
+    #: :func:`.batch.explain_batch` (the ``explainer`` argument is this object).
+    explain_batch = explain_batch
+
+    def _scores(self, acts: list[Any], argument: Optional[str], offset: int = 0
+                ) -> torch.Tensor:
+        """The model's output ``(N, classes)``, checked: one row per input, finite.
+        ``argument`` names a batch's inputs (``xs``, the first being ``xs[offset]``);
+        None: one input."""
+        out = acts[self.plan.output]
+        n = acts[0].shape[0]
+        if out.dim() != 2 or out.shape[0] != n:
+            raise InputError(f"the model's output has shape {tuple(out.shape)}; lrp_widgets "
+                             f"expects scores of shape ({n}, classes) for {n} input(s)")
+        bad = (~torch.isfinite(out)).any(1).nonzero()
+        if len(bad):
+            which = "this input" if argument is None else f"{argument}[{offset + int(bad[0])}]"
+            raise InputError(f"the model's output contains NaN or inf for {which}")
+        return out
 
     def _check_bounds_fit(self, xb: torch.Tensor) -> None:
         """Every ZBox rule's bounds against this input, before any work is done."""
@@ -158,43 +173,62 @@ class Explainer:
                 what = "input_bounds" if given else f"ZBox bounds of layer '{step.name}'"
                 check_bounds((rule.low, rule.high), xb, what)
 
-    def _forward(self, x: torch.Tensor) -> tuple[list[torch.Tensor], list[Any]]:
-        """Interpret the traced graph, keeping every step's output (and pooling switches)."""
+    def _forward(self, x: torch.Tensor, release: Any = None
+                 ) -> tuple[list[torch.Tensor], list[Any]]:
+        """Interpret the traced graph, keeping every step's output (and pooling switches).
+
+        ``release`` (a :class:`.batch.Release`) says what is no longer needed once a
+        graph node has run: graph values to forget, and steps whose output is replaced
+        by a ``meta`` tensor of its shape (no memory) and whose context is dropped; and
+        which activations may overwrite their input. Without it everything is kept,
+        for any later backward pass.
+        """
         plan = self.plan
         acts: list[Any] = [None] * len(plan.steps)
         ctxs: list[Any] = [None] * len(plan.steps)
         env: dict[Any, Any] = {}
+        after, inplace = (release.after, release.inplace) if release is not None else ({}, {})
         for node in plan.graph.nodes:
             if node.op == "output":
                 break
+            idx = plan.node_step.get(node)
             if node.op == "get_attr":
                 env[node] = _fetch_attr(self.model, node.target)
-                continue
-            idx = plan.node_step.get(node)
-            if idx is None:                         # size/shape arithmetic
+            elif idx is None:                       # size/shape arithmetic
                 env[node] = _evaluate(node, env, plan)
-                continue
-            step = plan.steps[idx]
-            if isinstance(step, InputStep):
+            elif isinstance(plan.steps[idx], InputStep):
                 acts[idx] = env[node] = x
-                continue
-            if acts[idx] is not None:               # a BatchNorm merged into its layer
+            elif acts[idx] is not None:             # a BatchNorm merged into its layer
                 env[node] = acts[idx]
-                continue
-            xs = [acts[i] for i in step.inputs]
-            try:
-                out, ctx = step.forward(xs, _Call(node, env, plan, step.inputs))
-            except (RuntimeError, ValueError) as exc:
-                shapes = ", ".join(str(tuple(t.shape)) for t in xs)
-                raise InputError(f"the input does not fit the model: layer '{step.name}' "
-                                 f"({step.type_name}) failed on input of shape {shapes}: "
-                                 f"{str(exc).splitlines()[0]}") from None
-            acts[idx], ctxs[idx] = out, ctx
-            env[node] = out
+            elif idx in inplace:                    # its input is read by nothing else
+                env[node] = acts[idx] = inplace[idx](acts[plan.steps[idx].inputs[0]])
+            else:
+                env[node] = acts[idx] = self._run_step(idx, node, env, acts, ctxs)
+            if node in after:
+                forget, steps = after[node]
+                for n in forget:
+                    del env[n]
+                for j in steps:
+                    acts[j], ctxs[j] = acts[j].to("meta"), None
         return acts, ctxs
 
+    def _run_step(self, idx: int, node: Any, env: dict, acts: list[Any],
+                  ctxs: list[Any]) -> torch.Tensor:
+        """Step ``idx``'s output (its context stored in ``ctxs``); an input that does not
+        fit the layer is an InputError naming the layer."""
+        step = self.plan.steps[idx]
+        xs = [acts[i] for i in step.inputs]
+        try:
+            out, ctxs[idx] = step.forward(xs, _Call(node, env, self.plan, step.inputs))
+        except (RuntimeError, ValueError) as exc:
+            shapes = ", ".join(str(tuple(t.shape)) for t in xs)
+            raise InputError(f"the input does not fit the model: layer '{step.name}' "
+                             f"({step.type_name}) failed on input of shape {shapes}: "
+                             f"{str(exc).splitlines()[0]}") from None
+        return out
 
-class Explanation:
+
+class Explanation(CachedPass):
     """The cached forward pass of one input, and every relevance question about it.
 
     Created by :meth:`Explainer.explain`; see the API table in the README.
@@ -202,34 +236,14 @@ class Explanation:
 
     def __init__(self, explainer: Explainer, x: torch.Tensor,
                  acts: list[torch.Tensor], ctxs: list[Any], target: int, init: str) -> None:
-        self.explainer = explainer
-        self.plan = explainer.plan
+        super().__init__(explainer, acts, ctxs,
+                         initial_relevance(acts[explainer.plan.output], [target], init))
         self.input = x
-        self._acts = acts
-        self._ctxs = ctxs
-        self._feature_axes = feature_axes(self.plan.steps, acts)
         self.target = target
         self.init = init
         self.output = acts[self.plan.output][0].detach()
         self.probabilities = torch.softmax(self.output, dim=0)
-        self.timings: dict[str, float] = {}
-        self._props: dict[int, StepPropagator] = {}
         self._deconv_props: dict[int, StepPropagator] = {}
-        self._rel: list[Optional[torch.Tensor]] = [None] * len(self.plan.steps)
-        self._pending: dict[int, torch.Tensor] = {self.plan.output: self._initial_relevance()}
-        self._next = self.plan.output              # full backward has handled steps > _next
-
-    # -- basic members ---------------------------------------------------------------
-    @property
-    def layers(self) -> list[str]:
-        """Dotted names of the layers that can be conditioned, input to output."""
-        return list(self.plan.layers)
-
-    def _initial_relevance(self) -> torch.Tensor:
-        out = self._acts[self.plan.output]
-        r = torch.zeros_like(out)
-        r[0, self.target] = out[0, self.target] if self.init == "logit" else 1.0
-        return r
 
     def heatmap(self) -> torch.Tensor:
         """Input relevance, shaped like ``x`` without the batch axis."""
@@ -245,44 +259,14 @@ class Explanation:
 
     def channel_relevance(self, layer: str) -> torch.Tensor:
         """Relevance at ``layer`` summed over all axes but the channel axis: ``(channels,)``."""
-        r = self.relevance(layer).movedim(self.channel_axis(layer), 0)
-        return r.reshape(r.shape[0], -1).sum(dim=1) if r.dim() > 1 else r.clone()
-
-    def channel_axis(self, layer: str) -> int:
-        """The axis of :meth:`layer_shape` that ``channels=`` selects: 0 (``(C, H, W)``),
-        or the last one at token layers of transformers (``(tokens, dim)``), whose
-        channels are the embedding dimensions, and at an LSTM's output ``(T, H)``, whose
-        channels are its hidden units."""
-        return self._feature_axes[self.layer_index(layer)]
+        idx = self.layer_index(layer)
+        return channel_totals(self._full_relevance(idx), self._feature_axes[idx])[0]
 
     def conservation(self) -> dict[str, float]:
         """Total relevance of every listed layer, output first, and of the input last."""
         totals = {name: float(self.relevance(name).sum()) for name in reversed(self.layers)}
         totals["input"] = float(self.heatmap().sum())
         return totals
-
-    def is_cut(self, layer: str) -> bool:
-        """Whether every path from the output to the input passes through ``layer``
-        (any VGG layer, a ResNet block's output; not a conv inside a residual branch).
-        Only then do the conditional heatmaps of a partition of its neurons add up to
-        :meth:`heatmap`."""
-        return self.plan.is_cut(self.layer_index(layer))
-
-    def layer_shape(self, layer: str) -> tuple[int, ...]:
-        """Shape of the layer's output without the batch axis."""
-        return tuple(self._acts[self.layer_index(layer)].shape[1:])
-
-    def layer_index(self, layer: str) -> int:
-        """Step index of a layer name; a clear error with suggestions for unknown names."""
-        if not isinstance(layer, str):
-            raise InputError(f"layer must be a name (str), not {type(layer).__name__}")
-        try:
-            return self.plan.index(layer)
-        except KeyError:
-            close = difflib.get_close_matches(layer, self.plan.names, n=3)
-            hint = f" Did you mean {', '.join(map(repr, close))}?" if close else ""
-            raise InputError(f"unknown layer {layer!r}.{hint} Layers: "
-                             f"{', '.join(self.layers)}") from None
 
     # -- conditional heatmaps --------------------------------------------------------
     def conditional_heatmap(self, layer: str, channels: Optional[Sequence[int]] = None,
@@ -402,46 +386,6 @@ class Explanation:
             # chunks of 1-2 and 3.5 s in one chunk); small layers still batch widely.
             n = min(n, max(1, CPU_BATCH_BYTES // (largest * item)))
         return n
-
-    # -- the backward machinery ------------------------------------------------------
-    def _propagator(self, i: int) -> StepPropagator:
-        prop = self._props.get(i)
-        if prop is None:
-            step = self.plan.steps[i]
-            xs = [self._acts[j] for j in step.inputs]
-            with torch.no_grad():
-                prop = step.propagator(self.explainer.rules[i], xs, self._acts[i], self._ctxs[i])
-            self._props[i] = prop
-        return prop
-
-    def _full_relevance(self, idx: int) -> torch.Tensor:
-        """Relevance at step ``idx`` from the output, continuing the stored backward pass."""
-        t0 = time.perf_counter()
-        with torch.no_grad():
-            while self._next >= idx:
-                i = self._next
-                self._next -= 1
-                r = self._pending.pop(i, None)
-                if r is None:
-                    continue
-                self._rel[i] = r
-                self._send(i, r, self._pending)
-        self.timings["backward"] = self.timings.get("backward", 0.0) + time.perf_counter() - t0
-        r = self._rel[idx]
-        if r is None:                               # no path from the output to this step
-            r = torch.zeros_like(self._acts[idx])
-            self._rel[idx] = r
-        return r
-
-    def _send(self, i: int, r: torch.Tensor, pending: dict[int, torch.Tensor],
-              propagator: Optional[Callable[[int], StepPropagator]] = None) -> None:
-        step = self.plan.steps[i]
-        if not step.inputs:
-            return
-        for j, rj in zip(step.inputs, (propagator or self._propagator)(i)(r)):
-            if rj is None:                          # an input that gets no relevance (a gate)
-                continue
-            pending[j] = pending[j] + rj if j in pending else rj
 
     def _backward_from(self, idx: int, r: torch.Tensor,
                        propagator: Optional[Callable[[int], StepPropagator]] = None,

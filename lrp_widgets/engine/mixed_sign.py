@@ -84,8 +84,9 @@ def pair_weights(layer: AffineLayer, first: Callable[[], torch.Tensor],
 
 def halves_denominators(z: torch.Tensor, z_up: torch.Tensor, g: float) -> torch.Tensor:
     """The γ-rule's halves' denominators ``[d_up; -d_down]``, shape
-    ``(2, *z.shape[1:])``, from the true output ``z`` and ``z_up + eps`` (which this
-    overwrites); for inputs of one sign (:func:`gamma_denominators` for both signs).
+    ``(B, 2, *z.shape[1:])`` for a forward pass over ``B`` inputs, from the true
+    output ``z`` and ``z_up + eps`` (which this overwrites); for inputs of one sign
+    (:func:`gamma_denominators` for both signs).
 
     The first half applies where ``z > 0``, where ``d_up = z_up + eps >= z + eps``;
     the second where ``z < 0``, where ``-d_down = -z_down + eps >= -z + eps``; the
@@ -96,8 +97,8 @@ def halves_denominators(z: torch.Tensor, z_up: torch.Tensor, g: float) -> torch.
     element-wise passes build both: ``torch.where`` and masked fills with boolean
     masks take several times longer per element on CPU.
     """
-    d = z_up.new_empty((2,) + tuple(z.shape[1:]))
-    up, down = d[0:1], d[1:2]
+    d = z_up.new_empty((z.shape[0], 2) + tuple(z.shape[1:]))
+    up, down = d[:, 0], d[:, 1]
     inf = float("inf")
     # max(z_up + eps, z) where z > 0 (the same number: z_up + eps exceeds z), else inf
     torch.threshold(z, 0.0, inf, out=up)
@@ -112,7 +113,8 @@ def halves_denominators(z: torch.Tensor, z_up: torch.Tensor, g: float) -> torch.
 def gamma_denominators(layer: AffineLayer, x_abs: torch.Tensor, z: torch.Tensor, gamma: float,
                        eps: float, bias: Optional[torch.Tensor]) -> torch.Tensor:
     """Both halves' reciprocal denominators of the γ-rule as ``q = [sign(z)/d; 1/d]``
-    (shape ``(2, *z.shape[1:])``, zero where ``z == 0``, whose relevance is dropped).
+    (shape ``(B, 2, *z.shape[1:])`` for ``B`` inputs, zero where ``z == 0``, whose
+    relevance is dropped).
 
     The first half's ``z_up + eps`` (where ``z > 0``) and the second's
     ``-z_down + eps`` (where ``z < 0``) are one expression of ``|z|``:
@@ -127,9 +129,9 @@ def gamma_denominators(layer: AffineLayer, x_abs: torch.Tensor, z: torch.Tensor,
     # |z| where z != 0, inf where z == 0 (either zero): then 1 / max(d, .) is 0 there
     torch.nn.functional.threshold_(z_abs, 0.0, float("inf"))
     torch.maximum(d, z_abs, out=d)
-    q = d.new_empty((2,) + tuple(d.shape[1:]))
-    torch.reciprocal(d[0], out=q[1])
-    torch.copysign(q[1], z[0], out=q[0])
+    q = d.new_empty((d.shape[0], 2) + tuple(d.shape[1:]))
+    torch.reciprocal(d, out=q[:, 1])
+    torch.copysign(q[:, 1], z, out=q[:, 0])
     return q
 
 

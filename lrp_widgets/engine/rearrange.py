@@ -54,12 +54,22 @@ class RearrangeStep(Step):
             return out, self._maps[1]
         index = torch.arange(x.numel(), device=x.device).view(x.shape)
         where = call(index)
-        if not isinstance(where, torch.Tensor) or where.shape != out.shape or out.shape[0] != 1:
+        n, per = x.shape[0], x[0].numel()
+        if not isinstance(where, torch.Tensor) or where.shape != out.shape or out.shape[0] != n:
             raise ValueError(f"'{self.name}' rearranges across the batch axis "
                              f"({tuple(x.shape)} -> {tuple(out.shape)})")
-        where = where.reshape(-1)
+        # Each input of a batch must be rearranged on its own, and all alike: then the
+        # map of the first one (element indices within one input) serves every row.
+        where = where.reshape(n, -1)
+        if n > 1:
+            where = where - torch.arange(n, device=x.device)[:, None] * per
+            if not bool((where == where[0]).all()) or int(where.min()) < 0 or \
+                    int(where.max()) >= per:
+                raise ValueError(f"'{self.name}' rearranges across the batch axis "
+                                 f"({tuple(x.shape)} -> {tuple(out.shape)})")
+        where = where[0]
         inverse = None
-        if where.numel() == x.numel():
+        if where.numel() == per:
             # a permutation (each element exactly once): the inverse is a gather
             inverse = torch.empty_like(where)
             inverse[where] = torch.arange(where.numel(), device=x.device)

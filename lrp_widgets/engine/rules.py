@@ -238,7 +238,8 @@ class Gamma(Rule):
             z_up = positive_output(layer, x_abs, z, g, eps, None if bias is None else
                                    g * _pos(bias), ("gamma", g, eps), t_weight=1.0)
             q0 = z_up.clamp_min_(eps).reciprocal_()
-            return gamma_pair_propagator(layer, x, x_abs, q0.expand((2,) + z.shape[1:]), g)
+            return gamma_pair_propagator(layer, x, x_abs, q0.unsqueeze(1).expand(
+                (z.shape[0], 2) + z.shape[1:]), g)
         return gamma_pair_propagator(layer, x, x_abs,
                                      gamma_denominators(layer, x_abs, z, g, eps, bias), g)
 
@@ -263,22 +264,23 @@ class Gamma(Rule):
         # second half's output needs no convolution of its own.
         z_down = torch.mul(_true_output(layer, x, z, self), 2.0 + g).sub_(z_up)
         sign = torch.sign(z)
-        d = torch.stack([d_up, stabilize(z_down, eps).neg_()])
+        d = torch.stack([d_up, stabilize(z_down, eps).neg_()], dim=1)
         # +-inf where a half does not apply (r / inf == 0 drops the relevance there)
-        d[0].div_(sign.clamp(min=0))
-        d[1].div_(sign.neg_().clamp_(min=0))
-        return self._two_halves(layer, x, up_terms, w_up, d.flatten(0, 1))
+        d[:, 0].div_(sign.clamp(min=0))
+        d[:, 1].div_(sign.neg_().clamp_(min=0))
+        return self._two_halves(layer, x, up_terms, w_up, d)
 
     def _two_halves(self, layer: AffineLayer, x: torch.Tensor, up_terms: list[Term],
                     w_up: torch.Tensor, d: torch.Tensor) -> Propagator:
         """Backward of both halves, given their denominators ``d = [d_up; -d_down]``
-        (shape ``(2, *output)``, +-inf where a half does not apply)."""
+        (shape ``(B, 2, *output)`` for a forward pass over ``B`` inputs, +-inf where a
+        half does not apply)."""
         g = self.gamma
         if not layer.stackable:
             down_terms = _signed_terms(layer, x, [(self._w_down(layer), w_up)])[0]
-            d_down = d[1:2].neg()
+            d_down = d[:, 1].neg()
             return lambda r: _backward_terms(layer, [up_terms, down_terms],
-                                             [r / d[0:1], r / d_down], x.shape)
+                                             [r / d[:, 0], r / d_down], x.shape)
 
         # Both halves in one transposed convolution per input part: messages and
         # weights stacked along the output axis (the sum over it adds the halves).
@@ -291,8 +293,8 @@ class Gamma(Rule):
 
         stacked = [(inp, layer.cached(("gamma-stacked", g, k), lambda k=k: stacked_weights(k)))
                    for k, (inp, _) in enumerate(up_terms)]
-        # (N, 1, C, ...) / (2, C, ...) gives (N, 2, C, ...): both messages in one pass,
-        # already laid out as the stacked (N, 2C, ...) input of the transposed map
+        # (N, 1, C, ...) / (B, 2, C, ...) gives (N, 2, C, ...) (B is 1 or N): both messages
+        # in one pass, already laid out as the stacked (N, 2C, ...) input of the transposed map
         return lambda r: _backward_terms(layer, [stacked], [torch.div(r.unsqueeze(1), d)
                                                             .flatten(1, 2)], x.shape)
 

@@ -32,7 +32,8 @@ import torch
 
 from .errors import InputError
 
-__all__ = ["check_target", "check_channels", "check_bounds", "check_input"]
+__all__ = ["check_target", "check_channels", "check_bounds", "check_input", "check_inputs",
+           "check_targets", "check_init"]
 
 
 def _show(value: Any) -> str:
@@ -279,33 +280,137 @@ def fit_bound(t: torch.Tensor, sample: tuple[int, ...], which: str = "low",
     return t
 
 
+def _real_tensor(x: Any, argument: str) -> torch.Tensor:
+    """``x`` as a tensor of real numbers (numpy arrays converted), or an InputError."""
+    if isinstance(x, np.ndarray):
+        x = torch.from_numpy(x)
+    if not isinstance(x, torch.Tensor):
+        raise InputError(f"{argument} must be a torch.Tensor or numpy array, "
+                         f"not {type(x).__name__}")
+    if x.dtype == torch.bool or x.is_complex():
+        raise InputError(f"{argument} must hold real numbers, not {x.dtype}")
+    return x
+
+
+def _check_finite(xb: torch.Tensor, argument: str, batch: bool) -> None:
+    """NaN or inf anywhere in ``xb`` (batch axis first): an InputError naming the input,
+    ``argument[i]`` for the first bad one of a batch."""
+    if bool(torch.isfinite(xb).all()):
+        return
+    i = int((~torch.isfinite(xb.reshape(xb.shape[0], -1))).any(1).nonzero()[0]) if batch else 0
+    what = "NaN" if torch.isnan(xb[i]).any() else "inf"
+    raise InputError(f"{argument}[{i}] contains {what} values" if batch else
+                     f"{argument} contains {what} values")
+
+
 def check_input(x: Any, device: torch.device, dtype: torch.dtype,
-                 expected: Optional[tuple[int, str]]) -> torch.Tensor:
+                expected: Optional[tuple[int, str]], argument: str = "x") -> torch.Tensor:
     """Validate one input; return it with a batch axis of 1 on the model's device and dtype.
 
     ``expected`` is (batched number of axes, description) when the first layer
     tells (Conv2d: 4, Conv1d: 3, Linear: 2), else None.
     """
-    if isinstance(x, np.ndarray):
-        x = torch.from_numpy(x)
-    if not isinstance(x, torch.Tensor):
-        raise InputError(f"x must be a torch.Tensor or numpy array, not {type(x).__name__}")
-    if x.dtype == torch.bool or x.is_complex():
-        raise InputError(f"x must hold real numbers, not {x.dtype}")
+    x = _real_tensor(x, argument)
     if x.dim() == 0:
-        raise InputError("x must have at least one axis, got a scalar")
+        raise InputError(f"{argument} must have at least one axis, got a scalar")
     if expected is not None:
         ndim, what = expected
         if x.dim() not in (ndim - 1, ndim):
-            raise InputError(f"x has shape {tuple(x.shape)}, but the model's first layer {what}")
+            raise InputError(f"{argument} has shape {tuple(x.shape)}, but the model's first "
+                             f"layer {what}")
         batched = x.dim() == ndim
     else:
         batched = x.dim() in (2, 4) and x.shape[0] == 1
     if batched and x.shape[0] != 1:
-        raise InputError(f"x has shape {tuple(x.shape)}: explain one input at a time "
-                         "(a batch axis of size 1, or none)")
+        raise InputError(f"{argument} has shape {tuple(x.shape)}: explain one input at a time "
+                         "(a batch axis of size 1, or none), or use explain_batch")
     xb = (x if batched else x.unsqueeze(0)).detach().to(device=device, dtype=dtype)
-    if not torch.isfinite(xb).all():
-        bad = "NaN" if torch.isnan(xb).any() else "inf"
-        raise InputError(f"x contains {bad} values")
+    _check_finite(xb, argument, batch=False)
     return xb
+
+
+def check_inputs(xs: Any, device: torch.device, dtype: torch.dtype,
+                 expected: Optional[tuple[int, str]], argument: str = "xs") -> torch.Tensor:
+    """Validate a batch of inputs; return it as one tensor ``(N, ...)`` on the model's
+    device and dtype.
+
+    ``xs`` is a tensor or array with the batch axis first, or a list of single inputs
+    (each as :func:`check_input` accepts it, all of one shape). ``expected`` as for
+    :func:`check_input`.
+
+    Examples
+    --------
+    >>> check_inputs([torch.zeros(3, 2, 2), torch.ones(1, 3, 2, 2)], torch.device("cpu"),
+    ...              torch.float64, (4, "expects (C, H, W)")).shape
+    torch.Size([2, 3, 2, 2])
+    >>> check_inputs(torch.tensor([[0.0], [float("nan")]]), torch.device("cpu"),
+    ...              torch.float32, None)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lrp_widgets.engine.errors.InputError: xs[1] contains NaN values
+    """
+    if isinstance(xs, (list, tuple)):
+        if not xs:
+            raise InputError(f"{argument} is empty: give at least one input")
+        parts = [check_input(x, device, dtype, expected, f"{argument}[{i}]")
+                 for i, x in enumerate(xs)]
+        for i, part in enumerate(parts):
+            if part.shape != parts[0].shape:
+                raise InputError(f"{argument}[{i}] has shape {tuple(part.shape[1:])}, but "
+                                 f"{argument}[0] has {tuple(parts[0].shape[1:])}: the inputs "
+                                 "of one batch must have one shape")
+        return torch.cat(parts)
+    xb = _real_tensor(xs, argument)
+    if expected is not None and xb.dim() != expected[0]:
+        raise InputError(f"{argument} has shape {tuple(xb.shape)}, but must be a batch of "
+                         f"inputs with {expected[0]} axes, the batch axis first (the model's "
+                         f"first layer {expected[1]}), or a list of inputs")
+    if expected is None and xb.dim() < 2:
+        raise InputError(f"{argument} has shape {tuple(xb.shape)}, but must be a batch of "
+                         "inputs, the batch axis first, or a list of inputs")
+    if xb.shape[0] == 0:
+        raise InputError(f"{argument} is empty (shape {tuple(xb.shape)}): give at least "
+                         "one input")
+    xb = xb.detach().to(device=device, dtype=dtype)
+    _check_finite(xb, argument, batch=True)
+    return xb
+
+
+def check_targets(targets: Any, n: int, n_classes: int,
+                  argument: str = "targets") -> list[Optional[int]]:
+    """One class index or None (the predicted class) per input of a batch of ``n``.
+
+    ``targets`` is None (every input for its predicted class), or a list, 1-d integer
+    tensor or array of length ``n`` whose items :func:`check_target` accepts.
+
+    Examples
+    --------
+    >>> check_targets([2, None, torch.tensor(0)], 3, n_classes=4)
+    [2, None, 0]
+    >>> check_targets(torch.tensor([1.0, 2.0]), 2, 4)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    lrp_widgets.engine.errors.InputError: targets must hold class indices (integers) ...
+    """
+    if targets is None:
+        return [None] * n
+    if isinstance(targets, (torch.Tensor, np.ndarray)):
+        if targets.ndim != 1 or not _int_dtype(targets):
+            raise InputError(f"{argument} must hold class indices (integers) in a list or a "
+                             f"1-d integer tensor, got {_show(targets)}")
+        targets = targets.tolist()
+    elif isinstance(targets, (str, bytes, dict)) or not hasattr(targets, "__len__") or \
+            _integer(targets) is not None:
+        raise InputError(f"{argument} must be None or a list with one class index (or None) "
+                         f"per input, got {_show(targets)}")
+    if len(targets) != n:
+        raise InputError(f"{argument} has {len(targets)} entries, but there are {n} inputs: "
+                         "give one target (or None) per input")
+    return [check_target(t, n_classes, f"{argument}[{i}]") for i, t in enumerate(targets)]
+
+
+def check_init(init: Any) -> str:
+    """The relevance put on the output: ``"logit"`` or ``"one_hot"``."""
+    if not isinstance(init, str) or init not in ("logit", "one_hot"):
+        raise InputError(f"init must be 'logit' or 'one_hot', not {init!r}")
+    return init
