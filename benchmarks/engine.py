@@ -17,6 +17,12 @@ heatmap from the cached forward <= 1.0x, 8 single-channel conditions in one call
 <= 6x, 64 early-layer conditions under 2 GB peak memory. ViT-B/16 (issue 13): full
 heatmap <= 1.8x with the transformer composites (cp_lrp, attn_lrp), LXT's time for
 the same rule set alongside (its efficient mode, classes patched only while it runs).
+
+Models with BatchNorm get running statistics from random images (``calibrate_batchnorm``).
+EfficientNet-B0's random squeeze-excitation gates still saturate, so some of its relevance
+is subnormal, which CPUs compute slowly; the engine flushes subnormals in the calling
+thread during its backward passes (``engine/subnormals.py``), and ``--flush-denormal``
+sets the mode for the whole process (every tool timed, the plain gradient included).
 """
 from __future__ import annotations
 
@@ -319,7 +325,13 @@ def main(argv: Optional[list[str]] = None) -> int:
     p.add_argument("--conditions", type=int, default=64, help="early-layer conditions for memory")
     p.add_argument("--no-reference", action="store_true", help="skip Zennit and zennit-crp")
     p.add_argument("--tiny", action="store_true", help="smoke run: 32x32, one repeat")
+    p.add_argument("--flush-denormal", action="store_true",
+                   help="torch.set_flush_denormal(True) before any work, for every tool timed")
     args = p.parse_args(argv)
+    if args.flush_denormal:
+        # before the first parallel work, so the thread pool inherits the mode
+        print("subnormal numbers flushed to zero (torch.set_flush_denormal(True)):",
+              torch.set_flush_denormal(True))
     if args.tiny:
         args.size, args.repeats, args.conditions = 32, 1, 4
     torch.set_num_threads(args.threads)

@@ -23,6 +23,7 @@ import torch
 from .errors import InputError
 from .layout import feature_axes
 from .steps import StepPropagator
+from .subnormals import no_subnormals
 
 __all__ = ["CachedPass", "initial_relevance", "channel_totals", "step_index"]
 
@@ -100,7 +101,7 @@ class CachedPass:
         ``idx`` itself sends nothing until a lower step is asked for.
         """
         t0 = time.perf_counter()
-        with torch.no_grad():
+        with no_subnormals():
             while self._next > idx:
                 i = self._next
                 self._next -= 1

@@ -25,6 +25,7 @@ from .relevance_support import mark_positive_relevance
 from .rules import ZBox
 from .steps import InputStep, StepPropagator
 from .selections import SelectionMasks
+from .subnormals import no_subnormals
 from .validation import check_bounds, check_init, check_input, check_target
 
 Selection = Union[Sequence[int], torch.Tensor, np.ndarray, dict, int, None]
@@ -394,7 +395,7 @@ class Explanation(CachedPass):
         (the input by default), with the LRP rules or another per-step map such as
         the deconvnet's. Paths that bypass ``stop_at`` are not followed further."""
         pending = {idx: r}
-        with torch.no_grad():
+        with no_subnormals():
             for i in range(idx, stop_at, -1):
                 ri = pending.pop(i, None)
                 if ri is not None:
