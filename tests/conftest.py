@@ -105,3 +105,13 @@ def assert_unchanged(model: nn.Module, before: dict, x: torch.Tensor, out_before
         assert torch.equal(before["params"][k], after["params"][k]), k
     with torch.no_grad():
         assert torch.equal(model(x), out_before)
+
+
+@pytest.fixture
+def one_thread():
+    """One intra-op thread while a test runs (tiny models on a shared 2-core machine:
+    a second thread only adds contention), restored after."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

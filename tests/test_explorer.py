@@ -26,13 +26,7 @@ from lrp_widgets.render import canvas_rect_to_mask
 from lrp_widgets.widgets.imageio import ImageDecodeError, encode_png
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny models on a shared 2-core machine: one intra-op thread avoids contention.
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tests/conftest.py
 
 
 @pytest.fixture
