@@ -32,6 +32,7 @@ explained. The ``steered`` rows show its effect.
     python benchmarks/faithfulness.py --datasets shapes    # only some data sets
     python benchmarks/faithfulness.py --embedded --steer 1 3  # the embedded model's evidence
     python benchmarks/faithfulness.py --recurrent          # steering ESN, LSTM, MLP on series
+    python benchmarks/faithfulness.py --quantus            # speed and equality against Quantus
 
 The experiment itself (settings, training, scoring, the table) is library code in
 :mod:`lrp_widgets.analysis.fact_or_artifact`, :mod:`lrp_widgets.analysis.focus` and
@@ -71,7 +72,13 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
                              "steering weights")
     parser.add_argument("--recurrent", action="store_true",
                         help="steer recurrent models instead (benchmarks/recurrent_steering.py)")
+    parser.add_argument("--quantus", action="store_true",
+                        help="time pixel flipping and rank/mass accuracy against Quantus "
+                             "(benchmarks/perturbation.py)")
     args = parser.parse_args(argv)
+    if args.quantus:
+        from benchmarks.perturbation import main as quantus_main
+        return quantus_main(["--tiny"] if args.tiny else [])
     log = lambda message: print(message, file=sys.stderr, flush=True)  # noqa: E731
     if args.embedded or args.recurrent:
         if args.embedded:

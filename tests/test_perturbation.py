@@ -231,6 +231,20 @@ def test_relevance_rank_accuracy_equals_quantus():
     assert np.isnan(relevance_rank_accuracy(heatmap[0, 0], np.zeros((8, 8), bool)))
 
 
+def test_relevance_rank_accuracy_ties_by_position():
+    # Integer maps: many ties at the K-th value. Reference: a stable sort, top K.
+    rng = np.random.default_rng(8)
+    heatmap = rng.integers(0, 3, size=(40, 6, 5)).astype(np.float64)
+    mask = rng.random((40, 6, 5)) < rng.uniform(0.02, 0.9, size=(40, 1, 1))
+    mask[0] = False
+    mask[1] = True
+    flat, inside = heatmap.reshape(40, -1), mask.reshape(40, -1)
+    k = inside.sum(1)
+    top = np.argsort(-flat, axis=1, kind="stable")
+    expected = [inside[i, top[i, :k[i]]].sum() / k[i] if k[i] else np.nan for i in range(40)]
+    np.testing.assert_allclose(relevance_rank_accuracy(heatmap, mask), expected, rtol=1e-15)
+
+
 def test_relevance_mass_accuracy_against_quantus_definition():
     rng = np.random.default_rng(7)
     signed = rng.normal(size=(8, 1, 8, 8))
@@ -255,3 +269,65 @@ def test_scores_on_series_heatmaps():
     rma = relevance_mass_accuracy(heatmap, ds.masks)
     assert rma.shape == (6,) and (rma > 0.9).all()
     assert relevance_mass_accuracy(heatmap[2], ds.masks[2]) == pytest.approx(rma[2])
+
+
+def test_ranking_breaks_ties_by_position_like_a_stable_sort():
+    from lrp_widgets.analysis.perturbation import _ranking
+    from lrp_widgets.arrays import argsort_rows
+    rng = np.random.default_rng(3)
+    rows = [rng.integers(0, 4, 500), rng.permutation(500), rng.integers(0, 500, 500),
+            np.zeros(500), np.r_[np.arange(250), np.zeros(250)]]
+    for dtype in (torch.float32, torch.float64):
+        key = torch.tensor(np.stack(rows), dtype=dtype)
+        key[0, :3] = torch.tensor([-0.0, 0.0, -0.0])   # -0 and 0 are equal keys too
+        np.testing.assert_array_equal(_ranking(key).numpy(),
+                                      torch.argsort(key, dim=1, stable=True).numpy())
+    # The numpy helper that it and relevance_rank_accuracy share, on integers and on
+    # rows with NaN (sorted last, ties by position) next to rows without.
+    ints = np.stack(rows).astype(np.int64)
+    np.testing.assert_array_equal(argsort_rows(ints), np.argsort(ints, axis=1, kind="stable"))
+    with_nan = np.stack(rows).astype(np.float64)
+    with_nan[1, ::7] = np.nan
+    np.testing.assert_array_equal(argsort_rows(with_nan),
+                                  np.argsort(with_nan, axis=1, kind="stable"))
+
+
+class _ViewNet(nn.Module):
+    """A convolution followed by ``view``, which channels-last tensors cannot take."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(1)
+        self.conv, self.fc = nn.Conv2d(2, 4, 3, padding=1), nn.Linear(4 * 8 * 8, 3)
+
+    def forward(self, x):
+        y = self.conv(x).relu()
+        return self.fc(y.view(y.shape[0], -1))
+
+
+def _plain_curve(model, x, heatmap, y, steps):
+    """Pixel flipping written out step by step: the reference for the chunked code."""
+    n = heatmap[0].numel()
+    rank = torch.argsort(-heatmap.reshape(len(x), -1), dim=1, stable=True).argsort(dim=1)
+    with torch.no_grad():
+        return np.stack([model(torch.where((rank < k * n // steps).reshape(x.shape), 0.0, x))
+                         [torch.arange(len(x)), torch.as_tensor(y)].double().numpy()
+                         for k in range(1, steps + 1)], axis=1)
+
+
+@pytest.mark.parametrize("net", ["sequential", "view"])
+def test_chunks_and_layouts_agree_with_a_plain_loop(net):
+    # Ties everywhere (integer heatmaps); chunks of whole inputs, of parts of one
+    # input's steps, and crossing inputs; channels-last on the Sequential CNN, and the
+    # fallback to the plain layout on the network that calls view.
+    x32 = torch.from_numpy(_f32_values(5, 2, 8, 8).astype(np.float32))
+    heat = torch.from_numpy(np.random.default_rng(4).integers(-2, 3, (5, 2, 8, 8))).double()
+    y = [0, 1, 2, 0, 1]
+    for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
+        model = (_cnn(classes=3) if net == "sequential" else _ViewNet()).to(dtype).eval()
+        x = x32.to(dtype)
+        reference = _plain_curve(model, x, heat, y, steps=12)
+        for batch_size in (None, 1, 5, 7, 12, 30):
+            curve = pixel_flipping(model, x, heat, y, steps=12, batch_size=batch_size)
+            np.testing.assert_allclose(curve.score, reference, rtol=tol, atol=tol,
+                                       err_msg=f"{dtype}, batch_size={batch_size}")

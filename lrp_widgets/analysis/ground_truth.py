@@ -131,8 +131,14 @@ def relevance_rank_accuracy(heatmap: ArrayLike, mask: ArrayLike) -> Score:
     maps, masks, batched = _with_mask(heatmap, mask)
     flat, inside = maps.reshape(len(maps), -1), masks.reshape(len(masks), -1)
     k = inside.sum(axis=1)
-    ranked = np.take_along_axis(inside, np.argsort(-flat, axis=1, kind="stable"), axis=1)
-    hits = (ranked & (np.arange(flat.shape[1]) < k[:, None])).sum(axis=1)
+    # The top K without ranking everything: all values above the K-th largest, and of
+    # those equal to it the first ones by position until K are chosen.
+    kth = np.sort(flat, axis=1)[np.arange(len(flat)), flat.shape[1] - np.maximum(k, 1)]
+    above = flat > kth[:, None]
+    tie = flat == kth[:, None]
+    room = k - above.sum(axis=1)
+    chosen = above | (tie & (np.cumsum(tie, axis=1) <= room[:, None]))
+    hits = (inside & chosen).sum(axis=1)
     with np.errstate(invalid="ignore", divide="ignore"):
         share = np.where(k > 0, hits / np.maximum(k, 1), np.nan)
     return share if batched else float(share[0])
