@@ -306,7 +306,8 @@ def test_classifier_for_names_the_architecture():
 
 def test_recurrent_steering_tiny_run():
     # The --recurrent mode (benchmarks/recurrent_steering.py) at a tiny size: both tables,
-    # every model plain and steered, and the linear window reader on pulses, which reads
+    # every model plain and steered (the recurrent ones also on their LRP heatmaps), and
+    # the linear window reader on pulses, which reads
     # the window perfectly well (its accuracy) yet cannot keep relevance off the noise.
     stdout = run_benchmark("faithfulness.py", "--recurrent", "--tiny", timeout=300)
     tables = stdout.split("climate series")
@@ -314,8 +315,9 @@ def test_recurrent_steering_tiny_run():
     for table in tables:
         rows = rows_of(table)
         for prefix in ("MLP 64, plain", "MLP 64, steered", "LSTM H=8, plain",
-                       "LSTM H=8, plain + 1 steered", "ESN a=0.1 (last state), ridge",
-                       "ESN a=0.1, readout + 2 steered"):
+                       "LSTM H=8, plain + 1 steered", "LSTM H=8, plain + 3 LRP-steered",
+                       "ESN a=0.1 (last state), ridge", "ESN a=0.1, readout + 2 steered",
+                       "ESN a=0.1, readout + 2 LRP-steered"):
             assert any(name.startswith(prefix) for name in rows), (prefix, list(rows))
         assert all(0.0 <= v <= 1.0 for values in rows.values() for v in values)
     reader = next(v for k, v in rows_of(tables[0]).items() if k.startswith("linear window"))

@@ -30,7 +30,9 @@ from torch import nn
 
 from ..analysis.focus import input_attribution, outside_share
 from ..data import Dataset, SequenceDataset
+from ..engine.errors import InputError
 from .architectures import cnn_bn, mlp, small_cnn
+from .recurrent_relevance import lrp_attribution
 from .training import temporary_mode, train
 
 __all__ = ["steering_loss", "train_steered", "classifier_for", "ARCHITECTURES"]
@@ -43,8 +45,14 @@ def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
+def _check_attribution(attribution: str) -> None:
+    if attribution not in ("gradient", "lrp"):
+        raise InputError(f"attribution must be 'gradient' or 'lrp', got {attribution!r}")
+
+
 def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
-                  masks: torch.Tensor, weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+                  masks: torch.Tensor, weight: float, attribution: str = "gradient"
+                  ) -> tuple[torch.Tensor, torch.Tensor]:
     """Cross-entropy plus ``weight`` times the mean :func:`outside_share`.
 
     Parameters
@@ -57,6 +65,12 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
         attribution: there is no colour axis to sum).
     weight : float
         Weight of the penalty; 0 gives plain cross-entropy (no second backward).
+    attribution : {"gradient", "lrp"}
+        What the penalty acts on: gradient x input (any model; for ReLU networks it
+        is their LRP-0 heatmap), or, for an
+        :class:`~lrp_widgets.models.LSTMClassifier`, its LRP heatmap itself
+        (:func:`~lrp_widgets.models.recurrent_relevance.lrp_attribution`), which
+        gradient x input is not: the gradient also passes the gates.
 
     Returns
     -------
@@ -65,6 +79,14 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
     logits : torch.Tensor
         ``(N, classes)`` of the forward pass in the model's own mode.
     """
+    _check_attribution(attribution)
+    if attribution == "lrp":
+        logits = model(images)
+        loss = nn.functional.cross_entropy(logits, labels)
+        if weight > 0:
+            heat = lrp_attribution(model, images, labels, create_graph=True)
+            loss = loss + weight * outside_share(heat, masks).mean()
+        return loss, logits
     series = images.ndim == 3
     # Series get a singleton "colour" axis, so that input_attribution's sum over
     # colour keeps every (time, feature) entry: the model sees x[:, 0].
@@ -87,7 +109,8 @@ def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
 
 
 def train_steered(model: nn.Module, dataset: Dataset | SequenceDataset, epochs: int, lr: float,
-                  batch_size: int, seed: int, weight: float, num_threads: int = 1) -> nn.Module:
+                  batch_size: int, seed: int, weight: float, num_threads: int = 1,
+                  attribution: str = "gradient") -> nn.Module:
     """:func:`lrp_widgets.models.train` with :func:`steering_loss` as the objective.
 
     The same loop (optimiser, shuffling, seeding), so ``weight=0`` reproduces the
@@ -108,15 +131,19 @@ def train_steered(model: nn.Module, dataset: Dataset | SequenceDataset, epochs: 
         Weight of the penalty (see :func:`steering_loss`).
     num_threads : int
         Intra-op threads while training; the previous setting is restored.
+    attribution : {"gradient", "lrp"}
+        What the penalty acts on (see :func:`steering_loss`).
 
     Returns
     -------
     torch.nn.Module
         The same model, trained, in eval mode.
     """
+    _check_attribution(attribution)
+
     def loss_fn(net: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return steering_loss(net, dataset.inputs[batch], dataset.labels[batch],
-                             dataset.masks[batch], weight)
+                             dataset.masks[batch], weight, attribution)
     return train(model, dataset, epochs=epochs, lr=lr, batch_size=batch_size, seed=seed,
                  num_threads=num_threads, loss_fn=loss_fn)[0]
 
