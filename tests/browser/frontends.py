@@ -43,6 +43,7 @@ def _lab_open(page: "Page", base: str, token: str, name: str = "01_quickstart.ip
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
     accept_kernel_dialog(page)
     dismiss_notifications(page)
+    _jupyter_theme(page, "Light")
     # the file browser open beside the notebook, as a user has it
     if not page.locator("#filebrowser").is_visible():
         page.click(".lm-TabBar-tab[data-id='filebrowser']")
@@ -56,17 +57,28 @@ def _nb7_open(page: "Page", base: str, token: str) -> None:
     page.wait_for_selector(".jp-NotebookPanel", timeout=120_000)
     accept_kernel_dialog(page)
     dismiss_notifications(page)
+    _jupyter_theme(page, "Light")
     run_all(page)
     wait_for_explorer(page)
 
 
-def _jupyter_dark(page: "Page") -> None:
+def _jupyter_theme(page: "Page", theme: str) -> None:
+    """Switch JupyterLab / Notebook 7 to its ``"Light"`` or ``"Dark"`` theme, as a user does
+    (Settings > Theme). The choice is a user setting that outlives the page: a test that
+    went dark leaves the next page of the same server dark unless it is switched back."""
+    light = "true" if theme == "Light" else "false"
+    if page.evaluate("() => document.body.dataset.jpThemeLight") == light:
+        return
     page.click(".lm-MenuBar-item:has-text('Settings')")
     page.hover(".lm-Menu-item:has-text('Theme')")
-    page.click(".lm-Menu-item:has-text('JupyterLab Dark')")
-    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'",
+    page.click(f".lm-Menu-item:has-text('JupyterLab {theme}')")
+    page.wait_for_function(f"() => document.body.dataset.jpThemeLight === '{light}'",
                            timeout=30_000)
     page.wait_for_timeout(1_000)               # the theme's CSS applies
+
+
+def _jupyter_dark(page: "Page") -> None:
+    _jupyter_theme(page, "Dark")
 
 
 # ------------------------------------------------------------------------------ Voilà
