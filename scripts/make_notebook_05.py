@@ -77,15 +77,29 @@ for ax, (name, model) in zip(axes[1:], trained["pulse"].items()):
     show(ax, exp.heatmap(), f"{name}: relevance for {test.classes[y]}", mask)
 axes[0].set_ylabel("feature")
 plt.tight_layout()"""),
-    md("""Relevance is conserved over time: with no biases inside the recurrence, what reaches the
-inputs is the explained logit minus what the readout's bias keeps (and what the small
-stabiliser and biases inside the model absorb)."""),
+    md("""Relevance is conserved over time, up to what biases take: what reaches the inputs is the
+explained logit minus the readout's bias share and the shares of the biases inside the
+model. The ESN's reservoir has no biases, so its books balance with the readout's bias
+alone. The LSTM's gates and cell input have biases that take a share (of either sign) at
+every step; on a copy with those set to zero, its books balance too (up to the epsilon
+stabiliser)."""),
     code("""for name, model in trained["pulse"].items():
     exp = Explainer(model, composite="epsilon").explain(x, target=y)
     head = model.readout if name == "ESN" else model.head
     kept = float(exp.output[y] - head.bias[y].detach())
     print(f"{name}: logit {float(exp.output[y]):.4f}, minus readout bias {kept:.4f}, "
-          f"input relevance {float(exp.heatmap().sum()):.4f}")"""),
+          f"input relevance {float(exp.heatmap().sum()):.4f}")
+
+import copy
+unbiased = copy.deepcopy(trained["pulse"]["LSTM"])
+with torch.no_grad():
+    for pname, p in unbiased.lstm.named_parameters():
+        if pname.startswith("bias"):
+            p.zero_()
+exp = Explainer(unbiased, composite="epsilon").explain(x, target=y)
+print(f"LSTM with its internal biases zeroed: logit minus readout bias "
+      f"{float(exp.output[y] - unbiased.head.bias[y].detach()):.4f}, "
+      f"input relevance {float(exp.heatmap().sum()):.4f}")"""),
     md("""## A climate series: a map per month
 
 The climate inputs are maps. The ESN's relevance for one series, month by month around the
