@@ -153,6 +153,58 @@ def test_patches_shown_are_the_atlas_crops(model, atlas, by):
         ex.close()
 
 
+def test_patches_appear_one_by_one_and_a_newer_hover_ends_the_work(model, small_set,
+                                                                     monkeypatch):
+    # A fresh atlas: no crops made yet. The panel shows the list at once, then each patch
+    # as it is made (on a large model each takes a forward and two backward passes).
+    fresh = concept_atlas(model, LAYER, small_set, n_ref=4, batch_size=6)
+    ex = explorer(model, atlas=fresh, layer=LAYER)
+    try:
+        panel, seen, notes = ex.atlas_view.panel, [], []
+        panel.references.observe(lambda change: seen.append(change["new"]), "value")
+        panel.note.observe(lambda change: notes.append(change["new"]), "value")
+        ex.show_atlas(3)
+        drawn = [(html.count("<img"), html.count("lrp-atlas-pending"))
+                 for html in seen if "lrp-atlas-ref" in html]
+        assert drawn == [(k, 4 - k) for k in range(5)]
+        ready = [k for k in range(4) if any(f"{k} of 4 ready" in n for n in notes)]
+        assert ready == [0, 1, 2, 3] and "conditional heatmap" in notes[-1]
+        st = ex.state["atlas"]
+        assert st["crops"] and st["pending"] == 0 and fresh.has_crops(3)
+        assert st["labels"] == [c.label for c in fresh.crops(3)]
+
+        # a newer request waiting after the second patch: the work stops, nothing is kept
+        view, made = ex.atlas_view, []
+        original = fresh._crop
+
+        def counting(*args):
+            made.append(args[0])
+            return original(*args)
+        monkeypatch.setattr(fresh, "_crop", counting)
+        monkeypatch.setattr(view.lane, "has_pending", lambda: len(made) >= 2)
+        with pytest.raises(atlas_view.Superseded):
+            view._show_channel(fresh, 6, "relevance")
+        assert len(made) == 2 and not fresh.has_crops(6)
+        assert ex.state["atlas"]["pending"] == 3          # the panel shows where it stopped
+        monkeypatch.setattr(view.lane, "has_pending", lambda: False)
+        ex.show_atlas(6)
+        assert ex.state["atlas"]["crops"] and fresh.has_crops(6)
+        assert [c.index for c in fresh.crops(6)] == [i for i, _ in fresh.top(6)]
+    finally:
+        ex.close()
+
+
+def test_iter_crops_equals_crops_and_keeps_only_complete_lists(model, small_set):
+    fresh = concept_atlas(model, LAYER, small_set, n_ref=3, batch_size=6)
+    first = next(fresh.iter_crops(2, "activation"))        # stopped after one
+    assert not fresh.has_crops(2, "activation")
+    crops = fresh.crops(2, "activation")
+    assert fresh.has_crops(2, "activation") and not fresh.has_crops(2)
+    assert first.index == crops[0].index and torch.equal(first.heatmap, crops[0].heatmap)
+    again = list(fresh.iter_crops(2, "activation"))         # from the cache: same objects
+    assert all(a is b for a, b in zip(again, crops)) and len(again) == 3
+
+
 def test_hover_and_click_show_the_tile_under_the_mouse(model, atlas):
     ex = explorer(model, atlas=atlas, layer=LAYER)
     try:

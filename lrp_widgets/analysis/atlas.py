@@ -36,7 +36,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Optional, Union
+from typing import Any, Callable, Iterator, Optional, Union
 
 import numpy as np
 import torch
@@ -175,12 +175,27 @@ class Atlas:
         """The reference samples of channel ``c`` (as :meth:`top`), each cut to the layer's
         receptive field around the channel's peak (of relevance for ``by="relevance"``, of
         activation for ``"activation"``), with the channel's conditional heatmap."""
+        return list(self.iter_crops(c, by))
+
+    def iter_crops(self, c: int, by: str = "relevance") -> Iterator[Crop]:
+        """:meth:`crops` one at a time, best first, for views that show each as it is
+        ready (on a large model a crop is a forward and two backward passes). They are
+        kept once all have been made; an iteration stopped early keeps nothing."""
         c, by = self._channel(c), _by(by)
         key = (c, by)
-        if key not in self._crops:
-            self._need_model()
-            self._crops[key] = [self._crop(i, score, c, by) for i, score in self.top(c, by)]
-        return self._crops[key]
+        if key in self._crops:
+            yield from self._crops[key]
+            return
+        self._need_model()
+        made = []
+        for i, score in self.top(c, by):
+            made.append(self._crop(i, score, c, by))
+            yield made[-1]
+        self._crops[key] = made
+
+    def has_crops(self, c: int, by: str = "relevance") -> bool:
+        """Whether :meth:`crops` of channel ``c`` are made already (no model work)."""
+        return (self._channel(c), _by(by)) in self._crops
 
     def _crop(self, i: int, score: float, c: int, by: str) -> Crop:
         x, y = self._source.get(i)  # type: ignore[union-attr]

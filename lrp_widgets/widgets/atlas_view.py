@@ -9,7 +9,9 @@ channel grid sorted by the atlas's class statistics.
   the embedded model ships one for each of its layers), checks each against the
   Explorer's model, and turns hovering and clicking on the grid into what the panel shows.
   Hovering only looks up the tile under the mouse; crops are computed (and cached by the
-  atlas) in a latest-wins lane, so a sweep over the grid never queues work.
+  atlas) in a latest-wins lane, so a sweep over the grid never queues work. The panel
+  lists the samples at once and shows each patch as it is made (a second or more for 8
+  on a large model), and a newer hover ends that work between two patches.
 * :class:`AtlasActions`: the Explorer's Python actions for the atlas.
 
 Examples
@@ -39,7 +41,7 @@ from .atlas_order import channel_order, sort_key, sort_options
 from .geometry import is_click
 from .imageio import encode_png
 from .lanes import _block
-from .scheduler import LatestWins
+from .scheduler import LatestWins, Superseded
 from .theme import hint, note
 
 if TYPE_CHECKING:
@@ -292,16 +294,36 @@ class AtlasView:
 
     def _show_channel(self, atlas: "Atlas", channel: int, by: str) -> None:
         top = atlas.top(channel, by)
-        crops = atlas.crops(channel, by) if atlas._explainer is not None else None
+        if atlas._explainer is None:
+            self._render(atlas, channel, by, top, None)
+            return
+        if atlas.has_crops(channel, by):
+            self._render(atlas, channel, by, top, atlas.crops(channel, by))
+            return
+        # Each crop is a forward and two backward passes (seconds for 8 on VGG16): show
+        # the list at once and every patch as it is made; a newer hover ends the work.
+        crops: list = []
+        self._render(atlas, channel, by, top, crops)
+        for crop in atlas.iter_crops(channel, by):
+            if self.lane.has_pending():
+                raise Superseded
+            crops.append(crop)
+            self._render(atlas, channel, by, top, crops)
+
+    def _render(self, atlas: "Atlas", channel: int, by: str, top: list,
+                crops: Optional[list]) -> None:
+        """The panel for ``channel``: its ``top`` samples, with the patches of ``crops``
+        (None: the atlas has no model and data set; shorter than ``top``: being made)."""
         view = self.ex.view_state
         meta = self.ex._meta
         figures, sheets = [], []
         for k, (index, score) in enumerate(top):
-            label = crops[k].label if crops is not None else None
+            ready = crops is not None and k < len(crops)
+            label = crops[k].label if ready else None
             name = atlas.classes[label] if label is not None and label < len(atlas.classes) \
                 else ""
             img = ""
-            if crops is not None:
+            if ready:
                 sheet, _ = reference_sheet([(crops[k].image, crops[k].heatmap)], cell=CELL,
                                            mean=getattr(meta, "mean", None),
                                            std=getattr(meta, "std", None), cmap=view.cmap)
@@ -310,26 +332,35 @@ class AtlasView:
                 img = (f'<img src="data:image/png;base64,{data}" width="{sheet.shape[1]}" '
                        f'height="{sheet.shape[0]}" style="image-rendering: pixelated; '
                        f'display: block" alt="sample {index}">')
+            elif crops is not None:                  # a placeholder of the patch's size
+                img = (f'<div class="lrp-atlas-pending" style="width: {2 * CELL}px; height: '
+                       f'{CELL}px; background: var(--jp-layout-color2, #eee)"></div>')
             figures.append(
                 f'<figure class="lrp-atlas-ref" style="margin: 0 6px 4px 0; width: '
                 f'{2 * CELL + 2}px">{img}<figcaption style="line-height: 1.2; font-size: 11px">'
                 f'#{index} {html.escape(name)}<br>{by[:3]}. {score:.3g}</figcaption></figure>')
+        complete = crops is not None and len(crops) == len(top)
         self.shown = {"layer": atlas.layer, "channel": channel, "by": by,
                       "samples": [i for i, _ in top], "scores": [s for _, s in top],
-                      "labels": [c.label for c in crops] if crops is not None else [],
-                      "crops": crops is not None, "sheets": sheets}
+                      "labels": [c.label for c in crops] if complete else [],
+                      "crops": complete, "sheets": sheets,
+                      "pending": 0 if crops is None else len(top) - len(crops)}
         comp = atlas.fingerprint.get("composite") if atlas.fingerprint else None
         extra = (f" · atlas composite {comp}" if comp and comp != view.composite else "")
+        if crops is None:
+            text = hint("no patches: load the atlas with its data set "
+                        "(explorer.load_atlas(store, dataset=...))" + extra)
+        elif complete:
+            text = hint("patch | the channel's conditional heatmap on it" + extra)
+        else:
+            text = note(f"making the patches: {len(crops)} of {len(top)} ready…")
         with self.panel.hold_sync():
             self.panel.title.value = _block(
                 f"<b>channel {channel}</b> of {html.escape(atlas.layer)} · top {len(top)} of "
                 f"{atlas.n_samples} samples by {by}")
             self.panel.references.value = (
                 '<div style="display: flex; flex-wrap: wrap">' + "".join(figures) + "</div>")
-            self.panel.note.value = _block(hint(
-                ("patch | the channel's conditional heatmap on it" if crops is not None else
-                 "no patches: load the atlas with its data set "
-                 "(explorer.load_atlas(store, dataset=...))") + extra))
+            self.panel.note.value = _block(text)
 
     def sheets(self) -> list[np.ndarray]:
         """The pair images on display (one per reference sample), for tests."""
