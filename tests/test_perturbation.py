@@ -309,8 +309,9 @@ def _plain_curve(model, x, heatmap, y, steps):
     """Pixel flipping written out step by step: the reference for the chunked code."""
     n = heatmap[0].numel()
     rank = torch.argsort(-heatmap.reshape(len(x), -1), dim=1, stable=True).argsort(dim=1)
+    shape = (len(x),) + (1,) * (x.ndim - heatmap.ndim) + tuple(heatmap.shape[1:])
     with torch.no_grad():
-        return np.stack([model(torch.where((rank < k * n // steps).reshape(x.shape), 0.0, x))
+        return np.stack([model(torch.where((rank < k * n // steps).reshape(shape), 0.0, x))
                          [torch.arange(len(x)), torch.as_tensor(y)].double().numpy()
                          for k in range(1, steps + 1)], axis=1)
 
@@ -326,8 +327,11 @@ def test_chunks_and_layouts_agree_with_a_plain_loop(net):
     for dtype, tol in ((torch.float64, 1e-12), (torch.float32, 1e-5)):
         model = (_cnn(classes=3) if net == "sequential" else _ViewNet()).to(dtype).eval()
         x = x32.to(dtype)
-        reference = _plain_curve(model, x, heat, y, steps=12)
-        for batch_size in (None, 1, 5, 7, 12, 30):
-            curve = pixel_flipping(model, x, heat, y, steps=12, batch_size=batch_size)
-            np.testing.assert_allclose(curve.score, reference, rtol=tol, atol=tol,
-                                       err_msg=f"{dtype}, batch_size={batch_size}")
+        # element-wise maps, and pixel maps (H, W) that flip all channels of a pixel
+        for h in (heat, heat.sum(1)):
+            reference = _plain_curve(model, x, h, y, steps=12)
+            for batch_size in (None, 1, 5, 7, 12, 30):
+                curve = pixel_flipping(model, x, h, y, steps=12, batch_size=batch_size)
+                np.testing.assert_allclose(curve.score, reference, rtol=tol, atol=tol,
+                                           err_msg=f"{dtype}, {tuple(h.shape)}, "
+                                                   f"batch_size={batch_size}")
