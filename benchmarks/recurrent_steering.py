@@ -17,7 +17,8 @@ unseen to explain with composite ``"epsilon"`` for the true class):
 The LSTM and the ESN are also steered with the penalty on their LRP heatmaps themselves
 (``attribution="lrp"``, :mod:`lrp_widgets.models.recurrent_relevance`: the heatmap as
 input x a modified gradient, differentiable in every weight): the LSTM fine-tuned 30
-epochs (Adam 3e-3) after its plain 20, the ESN's readout 20 epochs (Adam 3e-3).
+epochs (Adam 3e-3) after its plain 20, the ESN's readout 20 epochs (Adam 3e-3), and the
+readout of an ESN with 5 times the units (1000) 30 epochs (Adam 1e-2).
 
 Columns: ``acc`` (unseen series), ``RMA`` (LRP's positive relevance on the evidence
 entries), ``gxi RMA`` (the same for gradient x input, the attribution the penalty acts
@@ -31,6 +32,7 @@ Run through ``python benchmarks/faithfulness.py --recurrent`` (``--tiny``: smoke
 """
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable, Optional
 
 import numpy as np
@@ -113,6 +115,15 @@ def rows_for(kind: str, sizes: Sizes, log: Log) -> list[tuple[str, dict[str, flo
     out.append((f"ESN a=0.1, readout + {sizes.epochs} LRP-steered epochs w={WEIGHT:g}",
                 train_steered(lrp_steered, train, epochs=sizes.epochs, lr=3e-3, batch_size=64,
                               seed=0, weight=WEIGHT, attribution="lrp")))
+    # A larger reservoir: more unit states for the readout to combine.
+    big = dataclasses.replace(sizes, reservoir=5 * sizes.reservoir)
+    wide = esn(features, big, 0.1).fit(train.inputs, train.labels, ridge=1e-2)
+    out.append((f"ESN {big.reservoir} units a=0.1, ridge", wide))
+    wide_steered = esn(features, big, 0.1).fit(train.inputs, train.labels, ridge=1e-2)
+    out.append((f"ESN {big.reservoir} units, readout + {long} LRP-steered epochs "
+                f"w={WEIGHT:g}",
+                train_steered(wide_steered, train, epochs=long, lr=1e-2, batch_size=64, seed=0,
+                              weight=WEIGHT, attribution="lrp")))
     rows = []
     for label, model in out:
         rows.append((label, scores(model, test, sizes.explain)))

@@ -317,7 +317,8 @@ def test_recurrent_steering_tiny_run():
         for prefix in ("MLP 64, plain", "MLP 64, steered", "LSTM H=8, plain",
                        "LSTM H=8, plain + 1 steered", "LSTM H=8, plain + 3 LRP-steered",
                        "ESN a=0.1 (last state), ridge", "ESN a=0.1, readout + 2 steered",
-                       "ESN a=0.1, readout + 2 LRP-steered"):
+                       "ESN a=0.1, readout + 2 LRP-steered", "ESN 150 units a=0.1, ridge",
+                       "ESN 150 units, readout + 3 LRP-steered"):
             assert any(name.startswith(prefix) for name in rows), (prefix, list(rows))
         assert all(0.0 <= v <= 1.0 for values in rows.values() for v in values)
     reader = next(v for k, v in rows_of(tables[0]).items() if k.startswith("linear window"))
