@@ -277,7 +277,7 @@ def test_ranking_breaks_ties_by_position_like_a_stable_sort():
     rng = np.random.default_rng(3)
     rows = [rng.integers(0, 4, 500), rng.permutation(500), rng.integers(0, 500, 500),
             np.zeros(500), np.r_[np.arange(250), np.zeros(250)]]
-    for dtype in (torch.float32, torch.float64):
+    for dtype in (torch.float32, torch.float64, torch.bfloat16):     # numpy lacks bfloat16
         key = torch.tensor(np.stack(rows), dtype=dtype)
         key[0, :3] = torch.tensor([-0.0, 0.0, -0.0])   # -0 and 0 are equal keys too
         np.testing.assert_array_equal(_ranking(key).numpy(),

@@ -43,7 +43,7 @@ import torch
 from torch import nn
 
 from ..engine.errors import InputError
-from ..arrays import argsort_rows
+from ..arrays import argsort_rows, to_numpy
 from ..models.training import temporary_mode
 
 __all__ = ["pixel_flipping", "FlippingCurve"]
@@ -245,7 +245,7 @@ def _ranking(key: torch.Tensor) -> torch.Tensor:
     """Indices that sort each row of ``key`` ascending, ties in order of position."""
     if key.device.type != "cpu":
         return torch.argsort(key, dim=1, stable=True)
-    return torch.from_numpy(argsort_rows(key.numpy()))
+    return torch.from_numpy(argsort_rows(to_numpy(key)))   # bfloat16 via float32, exactly
 
 
 class _Layout:
