@@ -129,7 +129,7 @@ class SequenceMaps(W.VBox):
                            description="play the steps")
         W.jslink((self.play, "value"), (self.step, "value"))
         self.span = W.ToggleButtons(options=list(SPANS), value=SPANS[0],
-                                    description="brush over", style={"button_width": "80px"},
+                                    style={"button_width": "80px"},
                                     tooltips=["the brushed cells at the shown step only",
                                               "the brushed cells at every time step"])
         self.canvases = {k: LayeredCanvas(2, w, h) for k in ("input", "heatmap", "selection")}
@@ -150,13 +150,19 @@ class SequenceMaps(W.VBox):
         self.readout.add_class("lrp-map-readout")
         self.plot = TimeSharePlot()
         self.body = W.VBox([
-            W.HBox([self.play, self.step]), self.span, W.HBox(cells), self.readout,
+            W.HBox([self.play, self.step]),
+            W.HBox([W.HTML("brush over", layout=W.Layout(margin="0 8px 0 0")), self.span],
+                   layout=W.Layout(align_items="center")), W.HBox(cells), self.readout,
             W.HTML('<span class="lrp-hint">full heatmap over all steps (click: show that '
                    'step)</span>'), self.film.widget,
             W.HTML(f'<span class="lrp-hint">the {N_UNITS} most relevant units, each its own '
                    'heatmap at this step (click: select the unit)</span>'),
             self.unit_canvas.widget, self.plot.figure])
-        super().__init__([W.HTML("<b>maps per time step</b>"), self.mode, self.body],
+        # title and mode on one row: the view is tall, and a laptop screen is not
+        header = W.HBox([W.HTML("<b>maps per time step</b>",
+                                layout=W.Layout(margin="0 12px 0 0")), self.mode],
+                        layout=W.Layout(align_items="center"))
+        super().__init__([header, self.body],
                          layout=W.Layout(margin="0 12px 6px 0", flex="0 0 auto"))
         self.add_class("lrp-map-view")
         self.step.observe(g(lambda _c: self.redraw()), "value")
@@ -317,7 +323,8 @@ class SequenceMaps(W.VBox):
                      f"<b>{100 * shares['region_selection']:.1f}%</b> of the selection's")
         if self.land is not None:
             text += '<br><span class="lrp-hint">hatched: land (constant, no data)</span>'
-        return f'<div class="lrp-note">{text}</div>'
+        # the widget's line height (28 px, for inline controls) would double the text's
+        return f'<div class="lrp-note" style="line-height: 1.4; margin: 4px 0">{text}</div>'
 
     # -- gestures ----------------------------------------------------------------------------
     def _show_brush(self, x0: float, y0: float, x1: float, y1: float) -> None:

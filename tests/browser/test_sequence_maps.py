@@ -80,6 +80,12 @@ def test_climate_maps_step_and_brush_light_and_dark(lab, served_notebooks, page)
     assert page.locator(".lrp-map-view").first.is_visible()
     assert not page.locator(".lrp-input-canvas").first.is_visible()   # the maps replace it
     assert "step 0" in _readout(page)
+    # the whole map view (maps, strips, plot) fits the notebook's view on a laptop
+    view = page.locator(".lrp-map-view").first
+    view.scroll_into_view_if_needed()
+    height = view.bounding_box()["height"]
+    visible = page.locator(".jp-WindowedPanel-outer").first.bounding_box()["height"]
+    assert height <= visible, (height, visible)
 
     # the slider's keyboard: three steps on, the input's map changes (early steps hold
     # almost no relevance in an ESN that reads its last state: the leak)
