@@ -40,6 +40,7 @@ from benchmarks.engine import best_of  # noqa: E402
 from lrp_widgets import data, models  # noqa: E402
 from lrp_widgets.analysis import (pixel_flipping, relevance_mass_accuracy,  # noqa: E402
                                   relevance_rank_accuracy)
+from lrp_widgets.analysis.perturbation import CHUNK_VALUES, CONV_CHUNK_VALUES  # noqa: E402
 
 BAR = 10.0
 
@@ -109,7 +110,7 @@ def floor_run(case: Case) -> Callable[[], None]:
     implementation of the same curve must spend."""
     x = torch.from_numpy(case.x)
     conv = any(isinstance(m, nn.Conv2d) for m in case.model.modules())
-    values = 2 ** 20 if conv else 2 ** 17
+    values = CONV_CHUNK_VALUES if conv else CHUNK_VALUES
     n, units = x.shape[0], case.heatmap[0].size
     rank = torch.from_numpy(case.heatmap).reshape(n, -1).neg().argsort(1).argsort(1)
     bounds = torch.arange(1, case.steps + 1) * units // case.steps

@@ -77,6 +77,7 @@ def test_one_hot_init_and_inputs_as_a_list(vgg_like):
     check_rows(explainer, torch.stack(xs), layers=["0"], init="one_hot")
     from_list = explainer.explain_batch(xs, [1, 2, 3], layers="0")
     from_tensor = explainer.explain_batch(torch.stack(xs), torch.tensor([1, 2, 3]), layers="0")
+    # the list is stacked first: one computation, twice
     torch.testing.assert_close(from_list.heatmap(), from_tensor.heatmap(), rtol=0, atol=0)
 
 

@@ -87,7 +87,7 @@ def test_named_composites_give_recurrent_layers_their_linear_epsilon():
     plain = Explainer(rnn, "epsilon").explain(x, target=0).heatmap()
     for name in ("epsilon_plus", "epsilon_plus_flat", "epsilon_alpha2_beta1_flat"):
         torch.testing.assert_close(Explainer(rnn, name).explain(x, target=0).heatmap(), plain,
-                                   rtol=0, atol=0)
+                                   rtol=1e-12, atol=1e-14)
     esn = _esn()
     custom = Composite({Reservoir: Epsilon(0.25), nn.Linear: Epsilon(1e-6)})
     ref = esn_lrp(esn, _series(), 0, 1e-6)   # the readout's epsilon differs from the reservoir's
@@ -151,7 +151,7 @@ def test_reservoir_units_partition_the_heatmap():
     only4 = torch.zeros(20, dtype=torch.bool)
     only4[4] = True
     torch.testing.assert_close(exp.conditional_heatmap("reservoir", mask=only4), one,
-                               rtol=0, atol=0)
+                               rtol=1e-12, atol=1e-14)
 
 
 def test_lstm_hidden_units_are_the_channels():
@@ -163,7 +163,7 @@ def test_lstm_hidden_units_are_the_channels():
     mask = torch.zeros(10, 6, dtype=torch.bool)
     mask[:, 2] = True                      # unit 2 at every time step = channel 2
     torch.testing.assert_close(exp.conditional_heatmap("lstm", mask=mask), units[2],
-                               rtol=0, atol=0)
+                               rtol=1e-12, atol=1e-14)
     with pytest.raises(InputError, match="6"):
         exp.conditional_heatmap("lstm", channels=[6])
 

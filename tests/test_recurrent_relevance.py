@@ -104,13 +104,13 @@ def test_bad_input_names_the_argument_and_leaves_the_model():
     x, y = torch.randn(3, 7, 4), torch.tensor([0, 1, 0])
     with pytest.raises(InputError, match="model"):
         lrp_attribution(torch.nn.Linear(4, 2), x, y)
-    with pytest.raises(InputError, match="x must be series"):
+    with pytest.raises(InputError, match="x has 5 features"):
         lrp_attribution(rnn, torch.randn(3, 7, 5), y)
     with pytest.raises(InputError, match="targets"):
         lrp_attribution(rnn, x, torch.tensor([0, 1]))
     nan = x.clone()
     nan[1, 2, 3] = float("nan")
-    with pytest.raises(InputError, match="finite"):
+    with pytest.raises(InputError, match="x contains NaN"):
         lrp_attribution(rnn, nan, y)
     # float32 series for a float64 model are converted, as the engine does
     assert lrp_attribution(rnn.double(), x, y).dtype == torch.float64
@@ -127,3 +127,11 @@ def test_bad_input_names_the_argument_and_leaves_the_model():
         train_steered(models.lstm_classifier(train.inputs.shape[2], 5, 2), train, epochs=1,
                       lr=1e-3, batch_size=4, seed=0, weight=1.0, attribution="saliency")
     assert all(torch.equal(before[k], v) for k, v in rnn.state_dict().items())
+    # a model without a differentiable LRP heatmap is refused before training starts
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(train.inputs[0].numel(), 2))
+    mlp.eval()
+    kept = {k: v.clone() for k, v in mlp.state_dict().items()}
+    with pytest.raises(InputError, match="LSTMClassifier or an EchoStateNetwork"):
+        train_steered(mlp, train, epochs=1, lr=1e-3, batch_size=4, seed=0, weight=1.0,
+                      attribution="lrp")
+    assert not mlp.training and all(torch.equal(kept[k], v) for k, v in mlp.state_dict().items())

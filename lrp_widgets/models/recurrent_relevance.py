@@ -44,6 +44,7 @@ import torch
 from torch import nn
 
 from ..engine.errors import InputError
+from ..engine.recurrent import check_series
 from .esn import EchoStateNetwork, LSTMClassifier
 
 __all__ = ["lrp_attribution", "lstm_lrp_attribution", "esn_lrp_attribution"]
@@ -117,17 +118,13 @@ def lrp_attribution(model: nn.Module, x: torch.Tensor, targets: torch.Tensor,
 
 
 def _series_and_targets(x: torch.Tensor, targets: torch.Tensor, features: int
-                        ) -> torch.Tensor:
-    if not isinstance(x, torch.Tensor) or x.ndim != 3 or x.shape[2] != features:
-        raise InputError(f"x must be series (N, T, {features}), got "
-                         f"{tuple(getattr(x, 'shape', ()))}")
-    if not (x.is_floating_point() and bool(torch.isfinite(x).all())):
-        raise InputError("x must hold finite floating-point values")
+                        ) -> tuple[torch.Tensor, torch.Tensor]:
+    x = check_series(x, features, name="x")         # the engine's and the models' check
     targets = torch.as_tensor(targets).reshape(-1)
     if targets.numel() != x.shape[0]:
         raise InputError(f"targets must hold one class per series: {x.shape[0]} series, "
                          f"{targets.numel()} targets")
-    return targets.to(x.device).long()
+    return x, targets.to(x.device).long()
 
 
 def _input_times_gradient(logits: torch.Tensor, signal: torch.Tensor, x: torch.Tensor,
@@ -146,7 +143,7 @@ def esn_lrp_attribution(model: nn.Module, x: torch.Tensor, targets: torch.Tensor
     The reservoir is fixed, so the heatmaps depend on the readout's weights alone
     (linearly); parameters as for :func:`lrp_attribution`.
     """
-    targets = _series_and_targets(x, targets, model.n_inputs)
+    x, targets = _series_and_targets(x, targets, model.n_inputs)
     dtype = model.W.dtype
     u = x.detach().to(dtype)
     with torch.no_grad():
@@ -181,7 +178,7 @@ def lstm_lrp_attribution(model: nn.Module, x: torch.Tensor, targets: torch.Tenso
     lstm = model.lstm
     if lstm.bidirectional or lstm.proj_size or not lstm.batch_first:
         raise InputError("model.lstm must be batch_first, one direction, without proj_size")
-    targets = _series_and_targets(x, targets, lstm.input_size)
+    x, targets = _series_and_targets(x, targets, lstm.input_size)
     u = x.detach().to(model.head.weight.dtype)
     signal = u.clone().requires_grad_(True)
     values, hidden = u, signal

@@ -32,10 +32,14 @@ from ..analysis.focus import input_attribution, outside_share
 from ..data import Dataset, SequenceDataset
 from ..engine.errors import InputError
 from .architectures import cnn_bn, mlp, small_cnn
+from .esn import EchoStateNetwork, LSTMClassifier
 from .recurrent_relevance import lrp_attribution
 from .training import temporary_mode, train
 
 __all__ = ["steering_loss", "train_steered", "classifier_for", "ARCHITECTURES"]
+
+#: Models whose LRP heatmap :func:`steering_loss` can differentiate (``attribution="lrp"``).
+RECURRENT = (LSTMClassifier, EchoStateNetwork)
 
 #: Architectures :func:`classifier_for` builds.
 ARCHITECTURES = ("mlp", "cnn", "cnn_bn")
@@ -45,9 +49,12 @@ def _has_batchnorm(model: nn.Module) -> bool:
     return any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
-def _check_attribution(attribution: str) -> None:
+def _check_attribution(attribution: str, model: nn.Module | None = None) -> None:
     if attribution not in ("gradient", "lrp"):
         raise InputError(f"attribution must be 'gradient' or 'lrp', got {attribution!r}")
+    if attribution == "lrp" and model is not None and not isinstance(model, RECURRENT):
+        raise InputError(f"attribution='lrp' needs an LSTMClassifier or an EchoStateNetwork, "
+                         f"got {type(model).__name__} (use 'gradient')")
 
 
 def steering_loss(model: nn.Module, images: torch.Tensor, labels: torch.Tensor,
@@ -139,7 +146,7 @@ def train_steered(model: nn.Module, dataset: Dataset | SequenceDataset, epochs: 
     torch.nn.Module
         The same model, trained, in eval mode.
     """
-    _check_attribution(attribution)
+    _check_attribution(attribution, model)      # before training touches the model
 
     def loss_fn(net: nn.Module, batch: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         return steering_loss(net, dataset.inputs[batch], dataset.labels[batch],
